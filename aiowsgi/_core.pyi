@@ -41,8 +41,10 @@ class FileWrapper:
 class Server:
     """One event loop serving ``app`` on already-listening sockets.
 
-    ``sockets`` are file descriptors of bound, listening sockets (TCP v4/v6 or unix); the
-    core makes them non-blocking but never closes them: their owner does.
+    ``sockets`` are file descriptors of bound, listening sockets (TCP v4/v6 or unix). The core
+    watches its own ``dup()`` of each and closes those duplicates as soon as it stops accepting
+    (stop(), max_requests, or run() ending), so the caller may close its sockets at any time:
+    once every process has closed its copies, new connections are refused.
     Two Server objects in one process share nothing mutable.
     """
 
