@@ -188,7 +188,8 @@ def scripted(environ, start_response):
     ``status`` (default "200 OK"), ``part`` (repeatable: the body items, default "hello"),
     ``kind``: ``list`` (default), ``tuple``, ``gen`` (a generator), ``write`` (every part through
     ``write()``, then ``[]``), ``writegen`` (first part through ``write()``, the rest from a
-    generator), ``h`` (repeatable ``Name:Value`` response headers, exact bytes as latin-1),
+    generator), ``empty`` (``[]``), ``emptygen`` (a generator of nothing);
+    ``h`` (repeatable ``Name:Value`` response headers, exact bytes as latin-1),
     ``cl`` (a Content-Length header)."""
     qs = query(environ)
     status = qs.get("status", ["200 OK"])[0]
@@ -215,6 +216,10 @@ def scripted(environ, start_response):
     if kind == "writegen":
         write(parts[0])
         return (p for p in parts[1:])
+    if kind == "empty":
+        return []
+    if kind == "emptygen":
+        return (p for p in ())
     raise ValueError("unknown kind %r" % kind)
 
 
