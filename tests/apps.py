@@ -279,17 +279,23 @@ def file_wrapper(environ, start_response):
 class ClosingIterable:
     """An iterable with ``close()`` that records each call.  ``?mode=``: ``normal`` (parts then
     stop), ``raise`` (one part, then RuntimeError), ``endless`` (64 KiB chunks, bounded at
-    1 GiB), ``bad_item`` (one str item)."""
+    1 GiB), ``bad_item`` (one str item).  ``start_response`` is called in the first
+    ``__next__`` (PEP 3333 allows that), so even an invalid status reaches an iterable whose
+    ``close()`` the server owes."""
 
-    def __init__(self, ident, mode):
+    def __init__(self, ident, mode, start):
         self.ident = ident
         self.mode = mode
+        self.start = start
         self.i = 0
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if self.start is not None:
+            start, self.start = self.start, None
+            start()
         self.i += 1
         if self.mode == "normal":
             if self.i > 3:
@@ -316,8 +322,8 @@ def closing(environ, start_response):
     mode = q1(environ, "mode", "normal")
     status = q1(environ, "status", "200 OK")
     record(ident, "call", mode)
-    start_response(status, [("Content-Type", "text/plain")])
-    return ClosingIterable(ident, mode)
+    return ClosingIterable(ident, mode,
+                           lambda: start_response(status, [("Content-Type", "text/plain")]))
 
 
 def exc_info_before_body(environ, start_response):
