@@ -486,6 +486,9 @@ ROUTES = {
 
 
 def router(environ, start_response):
+    """Dispatches on the first path segment; every call is recorded as ``router call <RAW_URI>``
+    (so a test can tell the app was not called for a request the server refused)."""
+    record("router", "call", environ.get("RAW_URI") or environ.get("PATH_INFO"))
     name = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
     app = ROUTES.get(name)
     if app is None:
