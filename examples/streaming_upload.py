@@ -23,6 +23,20 @@ import sys
 import aiowsgi
 
 
+def read_blocks(environ, size=65536):
+    """Read a non-streamed body: to its end when the server says it is terminated
+    (``wsgi.input_terminated``, as aiowsgi does), else exactly ``CONTENT_LENGTH`` bytes."""
+    body = environ["wsgi.input"]
+    left = None if environ.get("wsgi.input_terminated") else int(environ.get("CONTENT_LENGTH") or 0)
+    while left is None or left > 0:
+        block = body.read(size if left is None else min(size, left))
+        if not block:
+            return
+        if left is not None:
+            left -= len(block)
+        yield block
+
+
 @aiowsgi.streaming_input  # ask aiowsgi to call this app as soon as the request head is in
 def app(environ, start_response):
     # A generator: the server pulls it, and may pause it each time it yields the sentinel.
@@ -30,8 +44,8 @@ def app(environ, start_response):
     size = 0
     body = environ["wsgi.input"]
     sentinel = environ.get("aiowsgi.input_sentinel")
-    if sentinel is None:  # not streaming: wsgi.input is an ordinary, fully read file
-        for block in iter(lambda: body.read(65536), b""):
+    if sentinel is None:  # not streaming: wsgi.input is an ordinary file-like object
+        for block in read_blocks(environ):
             digest.update(block)
             size += len(block)
     else:
