@@ -16,7 +16,7 @@ aiowsgi never does, so ``import aiowsgi`` works without bottle installed.
 
 from typing import Any, Callable
 
-import bottle
+import bottle  # type: ignore[import-untyped]  # bottle ships no type hints
 
 import aiowsgi
 
