@@ -41,7 +41,8 @@ def bind_address(host: str, port: int) -> str:
 class AioWSGIServer(bottle.ServerAdapter):  # type: ignore[misc]  # bottle ships no types
     """A ``bottle.ServerAdapter`` that runs the app with :func:`aiowsgi.serve`.
 
-    ``bottle.run(..., quiet=False)`` prints bottle's usual banner before aiowsgi starts.
+    ``bottle.run(..., quiet=False)`` prints bottle's usual banner before aiowsgi starts;
+    ``quiet=True`` also lowers aiowsgi's log level to ``warning`` unless ``log_level`` is given.
     An explicit ``bind=`` option (one address or a list, as :func:`aiowsgi.serve` takes it)
     overrides ``host`` and ``port``.
     """
@@ -49,6 +50,8 @@ class AioWSGIServer(bottle.ServerAdapter):  # type: ignore[misc]  # bottle ships
     def run(self, handler: Callable[..., Any]) -> None:
         options = dict(self.options)
         bind = options.pop("bind", None) or bind_address(self.host, self.port)
+        if self.quiet:  # bottle.run(quiet=True): aiowsgi's own start-up lines go too
+            options.setdefault("log_level", "warning")
         aiowsgi.serve(handler, bind=bind, **options)
 
 

@@ -24,30 +24,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_PROGRAM = '''\
 """A user's program, written against aiowsgi's public API only."""
 
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Iterator, List
 
 import aiowsgi
 from aiowsgi.bottle import AioWSGIServer
 
-StartResponse = Callable[..., object]
-Environ = Dict[str, object]
+if TYPE_CHECKING:  # the WSGI types of typeshed (wsgiref.types from Python 3.11 on)
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
-def hello(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+def hello(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello"]
 
 
-def upload(environ: Environ, start_response: StartResponse) -> Iterator[object]:
+@aiowsgi.streaming_input
+def upload(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
     sentinel = environ["aiowsgi.input_sentinel"]
     size = 0
-    body = environ["wsgi.input"]
-    assert isinstance(body, Iterable)
     try:
-        for block in body:
+        for block in environ["wsgi.input"]:
             if block is sentinel:
                 yield sentinel
-            elif isinstance(block, bytes):
+            else:
                 size += len(block)
     except aiowsgi.ClientDisconnected as exc:
         error: OSError = exc
@@ -58,7 +59,6 @@ def upload(environ: Environ, start_response: StartResponse) -> Iterator[object]:
     yield str(size).encode()
 
 
-streamed: Callable[[Environ, StartResponse], Iterator[object]] = aiowsgi.streaming_input(upload)
 version: str = aiowsgi.__version__
 
 
@@ -69,13 +69,14 @@ def run_in_process() -> None:
     server.serve_forever()
 
 
-def stop(server: aiowsgi.Server, graceful: Optional[bool] = None) -> None:
-    server.stop(graceful=True if graceful is None else graceful)
+def stop(server: aiowsgi.Server) -> None:
+    server.stop(graceful=True)
+    server.stop(graceful=False)
 
 
 def run_forever() -> None:
     aiowsgi.serve(hello, bind="127.0.0.1:8000", workers=2, keepalive=5)
-    aiowsgi.serve(streamed, bind=["127.0.0.1:8000", "unix:/run/app.sock"])
+    aiowsgi.serve(upload, bind=["127.0.0.1:8000", "unix:/run/app.sock"])
 
 
 adapter: type = AioWSGIServer
