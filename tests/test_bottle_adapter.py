@@ -5,6 +5,7 @@ unix socket) and talks to it with real requests.
 """
 
 import http.client
+import importlib.util
 import json
 import os
 import signal
@@ -171,6 +172,22 @@ def test_bottle_options_reach_aiowsgi(run_script):
         assert time.monotonic() - started < 4
     finally:
         sock.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiowsgi.master") is None,
+                    reason="serve(workers=N) (aiowsgi.master) is not merged yet")
+def test_workers_option_starts_worker_processes(run_script):
+    port = free_port()
+    script = run_script("""
+        import aiowsgi.bottle
+        bottle.run(app, server="aiowsgi", host="127.0.0.1", port=%d, workers=2)
+        """ % port, tcp(port))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        assert get_json(conn)["multiprocess"] is True
+    finally:
+        conn.close()
+    assert script.stop() == 0, script.output()
 
 
 def test_unix_socket_host(run_script, tmp_path):
