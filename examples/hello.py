@@ -2,9 +2,9 @@
 
 Run it, then open http://127.0.0.1:8000/ ::
 
-    python examples/hello.py                    # serves on 127.0.0.1:8000 (``make serve`` does this)
-    python examples/hello.py 127.0.0.1:9000     # any bind address aiowsgi understands
-    aiowsgi --chdir examples hello:app          # the same app through the command line
+    python examples/hello.py                  # on 127.0.0.1:8000 (what ``make serve`` runs)
+    python examples/hello.py 127.0.0.1:9000   # any bind address aiowsgi understands
+    aiowsgi --chdir examples hello:app        # the same app through the command line
 """
 
 import sys
