@@ -179,7 +179,8 @@ class Server:
     """A server subprocess; ``port`` is read from its "Listening on" line."""
 
     def __init__(self, argv, tmp_path, env=None):
-        self.out_path = tmp_path / ("server-%d.out" % time.monotonic_ns())
+        (tmp_path / "logs").mkdir(exist_ok=True)  # apart from the files a test serves
+        self.out_path = tmp_path / "logs" / ("server-%d.out" % time.monotonic_ns())
         self.err_path = self.out_path.with_suffix(".err")
         full_env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         full_env.update(env or {})
