@@ -527,7 +527,8 @@ def _make_bottle_app():
 
     @app.post("/form")
     def form():
-        return {"name": bottle.request.forms.get("name"), "n": int(bottle.request.forms.get("n"))}
+        return {"name": bottle.request.forms.getunicode("name"),
+                "n": int(bottle.request.forms.get("n"))}
 
     @app.post("/json")
     def post_json():
