@@ -90,7 +90,8 @@ def test_exception_in_the_generator_with_content_length_cuts_the_connection(serv
 
 
 @pytest.mark.parametrize("case", ["str_item", "int_item", "bytes_status", "int_header_value",
-                                  "bytes_header_name", "header_not_tuple", "headers_not_list"])
+                                  "bytes_header_name", "header_not_tuple", "headers_not_list",
+                                  "non_latin1_header_value", "non_latin1_status", "write_str"])
 def test_invalid_response_from_the_app_gives_500(server, case):
     before = len(server.stderr())
     resp = get(server.port, "/bad_response/?case=" + case)
@@ -140,3 +141,23 @@ def test_connection_header_from_the_app_is_allowed(server):
         assert resp.status == 200 and resp.body == b"bye"
         assert resp.header_list("Connection") == ["close"]
         assert c.peer_closed(5)  # and the server honours it
+
+
+def test_latin1_header_value_from_the_app_is_sent_as_its_bytes(server):
+    value = quote("caf\xe9 \xff", safe="", encoding="latin-1")
+    with RawClient(server.host, server.port) as c:
+        c.request("GET", "/scripted/?h=" + quote("X-Latin:", safe="") + value)
+        resp = c.read_response()
+    assert resp.status == 200
+    assert b"\r\nX-Latin: caf\xe9 \xff\r\n" in resp.raw_head
+
+
+def test_exception_in_close_is_logged_and_the_response_stands(server):
+    ident = unique_id()
+    with RawClient(server.host, server.port) as c:
+        c.request("GET", "/closing/?mode=close_raises&id=" + ident)
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"item1;item2;" and resp.complete
+    assert server.wait_stderr("close-raised " + ident) is not None
+    assert [e[0] for e in server.events(ident)].count("close") == 1
+    still_serving(server)
