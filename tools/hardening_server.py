@@ -12,10 +12,12 @@ The app answers in every way the server supports, chosen by the path:
   /gen         a generator of 5 chunks         /big         a generator of 1 MiB in 16 KiB chunks
   /write       write() from start_response     /file        wsgi.file_wrapper over a real file
   /filelike    wsgi.file_wrapper over BytesIO  /exc-before  raises before start_response
-  /exc-after   raises after the first chunk    anything else: reads the body, answers its length
+  /exc-after   raises after the first chunk    /refcount    sys.gettotalrefcount() (debug builds)
+  anything else: reads the body, answers its length
 With the option "stream_input": true the app reads the body through the would-block sentinel.
 """
 
+import gc
 import hashlib
 import io
 import json
@@ -53,6 +55,11 @@ def make_app(record_path, file_path, streaming):
         out.append((n, h.hexdigest()))
 
     def streaming_app(environ, start_response):
+        if environ["PATH_INFO"] == "/refcount":
+            return app(environ, start_response)
+        return streaming_response(environ, start_response)
+
+    def streaming_response(environ, start_response):
         result = []
         yield from stream_body(environ, result)
         n, digest = result[0]
@@ -64,6 +71,12 @@ def make_app(record_path, file_path, streaming):
 
     def app(environ, start_response):
         path = environ["PATH_INFO"]
+        if path == "/refcount":
+            # debug interpreters only: total references after a full collection
+            gc.collect()
+            count = getattr(sys, "gettotalrefcount", lambda: -1)()
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"%d\n" % count]
         if path == "/exc-before":
             record(environ, 0)
             raise RuntimeError("exception before start_response (expected by the test)")

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SLOW = float(os.environ.get("AIOWSGI_SLOW", "1"))
@@ -119,11 +120,15 @@ def statuses(response):
     return [int(m.group(1)) for m in STATUS_RE.finditer(response)]
 
 
-def read_response(sock, timeout=5.0):
+_LEFTOVER = weakref.WeakKeyDictionary()  # bytes read past a response: the next pipelined one
+
+
+def read_response(sock, timeout=5.0, head_request=False):
     """Read one response with a Content-Length or chunked body from a kept-alive connection.
-    Returns (status, headers dict with lower-case names, body)."""
+    Returns (status, headers dict with lower-case names, body). Bytes of the next pipelined
+    response are kept for the next call on the same socket."""
     sock.settimeout(timeout * SLOW)
-    buf = b""
+    buf = _LEFTOVER.pop(sock, b"")
     deadline = time.monotonic() + timeout * SLOW
     while b"\r\n\r\n" not in buf:
         if time.monotonic() > deadline:
@@ -148,7 +153,9 @@ def read_response(sock, timeout=5.0):
                 raise ConnectionError("closed mid-body")
             rest += piece
 
-    if "content-length" in headers:
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        body = b""
+    elif "content-length" in headers:
         n = int(headers["content-length"])
         fill(n)
         body, rest = rest[:n], rest[n:]
@@ -167,5 +174,5 @@ def read_response(sock, timeout=5.0):
     else:
         raise ValueError("response without framing: %r" % head)
     if rest:
-        raise ValueError("unexpected bytes after the response: %r" % rest[:80])
+        _LEFTOVER[sock] = rest
     return status, headers, body
