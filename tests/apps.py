@@ -10,6 +10,7 @@ bytes, e.g. a header value with ``%0D%0A`` in it.
 """
 
 import hashlib
+import io
 import json
 import os
 import stat
@@ -246,7 +247,9 @@ def stream(environ, start_response):
 
 def file_wrapper(environ, start_response):
     """Sends the file ``?path=`` through ``wsgi.file_wrapper``; records ``close`` when the
-    wrapped file is closed."""
+    wrapped file is closed.  ``?cl=1``: a Content-Length of the file's size (``?cl=N``: N);
+    ``?offset=N``: the app seeks there first (the response starts at the file position);
+    ``?bytesio=1``: the file's bytes in an ``io.BytesIO`` (its fileno() raises: iterated)."""
     ident = q1(environ, "id")
     path = q1(environ, "path")
 
@@ -257,6 +260,12 @@ def file_wrapper(environ, start_response):
         def read(self, n=-1):
             return self.f.read(n)
 
+        def seek(self, *args):
+            return self.f.seek(*args)
+
+        def tell(self):
+            return self.f.tell()
+
         def fileno(self):
             return self.f.fileno()
 
@@ -264,10 +273,19 @@ def file_wrapper(environ, start_response):
             record(ident, "close")
             self.f.close()
 
-    f = TrackedFile(open(path, "rb"))
+    if q1(environ, "bytesio"):
+        with open(path, "rb") as raw:
+            f = TrackedFile(io.BytesIO(raw.read()))
+    else:
+        f = TrackedFile(open(path, "rb"))
+    offset = int(q1(environ, "offset", "0"))
+    if offset:
+        f.seek(offset)
     headers = [("Content-Type", "application/octet-stream")]
-    if q1(environ, "cl"):
-        headers.append(("Content-Length", str(os.path.getsize(path))))
+    cl = q1(environ, "cl")
+    if cl:
+        size = os.path.getsize(path) - offset if cl == "1" else int(cl)
+        headers.append(("Content-Length", str(size)))
     start_response("200 OK", headers)
     return environ["wsgi.file_wrapper"](f, 65536)
 
@@ -279,7 +297,7 @@ def file_wrapper(environ, start_response):
 class ClosingIterable:
     """An iterable with ``close()`` that records each call.  ``?mode=``: ``normal`` (parts then
     stop), ``raise`` (one part, then RuntimeError), ``endless`` (64 KiB chunks, bounded at
-    1 GiB), ``bad_item`` (one str item).  ``start_response`` is called in the first
+    1 GiB), ``bad_item`` (one str item), ``close_raises`` (two parts; close() raises).  ``start_response`` is called in the first
     ``__next__`` (PEP 3333 allows that), so even an invalid status reaches an iterable whose
     ``close()`` the server owes."""
 
@@ -311,10 +329,16 @@ class ClosingIterable:
             return b"x" * 65536
         if self.mode == "bad_item":
             return "not bytes"
+        if self.mode == "close_raises":
+            if self.i > 2:
+                raise StopIteration
+            return b"item%d;" % self.i
         raise ValueError(self.mode)
 
     def close(self):
         record(self.ident, "close", self.i)
+        if self.mode == "close_raises":
+            raise RuntimeError("close-raised " + str(self.ident))
 
 
 def closing(environ, start_response):
@@ -430,6 +454,13 @@ def bad_response(environ, start_response):
         headers.append("X-Flat: v")
     elif case == "headers_not_list":
         headers = {"Content-Type": "text/plain"}
+    elif case == "non_latin1_header_value":
+        headers.append(("X-Euro", "\u20ac"))
+    elif case == "non_latin1_status":
+        status = "200 \u20ac"
+    elif case == "write_str":
+        start_response(status, headers)("a str through write()")
+        return [b"should not be sent"]
     else:
         raise ValueError(case)
     start_response(status, headers)
@@ -527,7 +558,8 @@ def _make_bottle_app():
 
     @app.post("/form")
     def form():
-        return {"name": bottle.request.forms.get("name"), "n": int(bottle.request.forms.get("n"))}
+        return {"name": bottle.request.forms.getunicode("name"),
+                "n": int(bottle.request.forms.get("n"))}
 
     @app.post("/json")
     def post_json():

@@ -6,12 +6,18 @@ Each APP (``module:attribute``) gets its own ``aiowsgi.Server`` bound to ``--bin
 ``127.0.0.1:0``); one line ``LISTENING <host> <port>`` per server is printed on stdout, in order.
 Options are passed as keyword arguments (``--max-body-size 100`` -> ``max_body_size=100``; a
 value is an int, a float, ``true``/``false``, or a string; a flag without value is True).
-One app is served in the main thread; several apps are served in one thread each.
+An option named ``--sN-<name>`` applies to the N-th server only (from 0), e.g.
+``--s1-max-body-size 10``.  One app is served in the main thread; several apps are served in one thread each.
 SIGTERM or SIGINT stops every server (gracefully) and the process exits 0.
+
+To check the tests themselves against a reference server, ``AIOWSGI_TEST_REFERENCE=waitress``
+serves the (first) app with waitress instead (options ignored; some tests then fail where
+waitress differs from SPEC.md).
 """
 
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -57,13 +63,33 @@ def parse_args(argv):
     return apps, options
 
 
+def serve_reference(spec):
+    import waitress
+
+    server = waitress.create_server(load(spec), host="127.0.0.1", port=0)
+    print("LISTENING 127.0.0.1 %s" % server.effective_port, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.run()
+    return 0
+
+
 def main(argv):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    specs, options = parse_args(argv)
+    if os.environ.get("AIOWSGI_TEST_REFERENCE") == "waitress":
+        return serve_reference(specs[0])
     import aiowsgi
 
-    specs, options = parse_args(argv)
+    per_server = [{} for _ in specs]
+    for name in list(options):
+        match = re.match(r"s(\d+)_(.+)$", name)
+        if match:
+            per_server[int(match.group(1))][match.group(2)] = options.pop(name)
     bind = options.pop("bind", "127.0.0.1:0")
-    servers = [aiowsgi.Server(load(spec), bind=bind, **options) for spec in specs]
+    servers = []
+    for spec, own in zip(specs, per_server):
+        kwargs = dict(options, **own)
+        servers.append(aiowsgi.Server(load(spec), bind=kwargs.pop("bind", bind), **kwargs))
     for server in servers:
         for address in server.addresses:
             host, _, port = address.rpartition(":")

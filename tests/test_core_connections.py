@@ -169,3 +169,42 @@ def test_client_half_close_after_request_still_gets_the_response(server):
         c.shutdown_write()
         resp = c.read_response()
         assert resp.body == b"Hello, world!\n"
+
+
+def test_requests_pipelined_after_connection_close_are_not_served(server):
+    calls = len(server.events("router"))
+    with RawClient(server.host, server.port) as c:
+        c.send(build_request("GET", "/hello/", [("Connection", "close")])
+               + build_request("GET", "/environ/must-not-run"))
+        assert c.read_response().body == b"Hello, world!\n"
+        assert c.peer_closed(5)
+        assert not c.buf, bytes(c.buf[:200])
+    assert get_hello_ok(server)
+    calls_now = [e for e in server.events("router")[calls:]]
+    assert ["call", "/environ/must-not-run"] not in calls_now
+
+
+def get_hello_ok(server):
+    with RawClient(server.host, server.port) as c:
+        c.request("GET", "/hello/")
+        return c.read_response().status == 200
+
+
+def test_pipelined_flood_unread_by_the_client_costs_bounded_memory(server_factory):
+    # 400 pipelined requests for 256 KiB each (100 MiB of responses) that the client does not
+    # read at first: the server must stop reading requests, not buffer answers.
+    srv = server_factory("tests.apps:router")
+    count = 400
+    with RawClient(srv.host, srv.port, rcvbuf=65536) as c:
+        request = build_request("GET", "/stream/?chunks=4&size=65536")
+        c.send(request * count)
+        time.sleep(1.5)
+        rss = srv.rss_kib()
+        assert rss < 100 * 1024, "server RSS %d KiB with unread pipelined responses" % rss
+        with RawClient(srv.host, srv.port) as other:  # others are still served meanwhile
+            other.request("GET", "/hello/")
+            assert other.read_response().status == 200
+        for i in range(count):
+            resp = c.read_response()
+            assert resp.complete and len(resp.body) == 4 * 65536, i
+        assert srv.rss_kib() < 100 * 1024

@@ -112,14 +112,14 @@ def test_repeated_headers_are_joined_with_comma(server):
 
 @pytest.mark.parametrize("order", ["underscore_first", "dash_first"])
 def test_header_names_with_underscore_are_dropped(server, order):
-    headers = [("X_Forwarded_For", "6.6.6.6"), ("X-Forwarded-For", "10.0.0.1"),
+    headers = [("X_Auth_User", "admin"), ("X-Auth-User", "guest"),
                ("Secret_Token", "forged")]
     if order == "dash_first":
         headers.reverse()
     env = environ_of(server, headers=headers)
-    assert env["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+    assert env["HTTP_X_AUTH_USER"] == "guest"
     assert "HTTP_SECRET_TOKEN" not in env
-    assert not any("6.6.6.6" in str(v) or "forged" in str(v) for v in env.values())
+    assert not any("admin" in str(v) or "forged" in str(v) for v in env.values())
 
 
 def test_header_value_bytes_above_ascii_are_latin1(server):
