@@ -18,9 +18,13 @@ fully buffered ``wsgi.input`` block by block.
 
 import hashlib
 import json
+import os
 import sys
 
-import aiowsgi
+if __name__ == "__main__":  # run from a checkout (built in place): aiowsgi is one folder up
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aiowsgi  # noqa: E402
 
 
 def read_blocks(environ, size=65536):

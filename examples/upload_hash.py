@@ -13,8 +13,13 @@ more body is there.  Meanwhile the same single-threaded worker serves everybody 
 
 import hashlib
 import json
+import os
+import sys
 
-import aiowsgi
+if __name__ == "__main__":  # run from a checkout (built in place): aiowsgi is one folder up
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aiowsgi  # noqa: E402
 
 BLOCK = 64 * 1024
 
@@ -65,7 +70,5 @@ def app(environ, start_response):
 
 
 if __name__ == "__main__":
-    import sys
-
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     aiowsgi.serve(app, bind="127.0.0.1:%d" % port)
