@@ -292,3 +292,36 @@ def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launc
         slow.close()
     whole = b"".join(pieces)
     assert answer == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+
+
+def readme_block(after):
+    """The literal block that follows the paragraph containing ``after`` in README.rst."""
+    with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    start = next(i for i, line in enumerate(lines) if after in line)
+    while not lines[start].rstrip().endswith("::"):
+        start += 1
+    block = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block).strip() + "\n"
+
+
+def test_readme_streaming_example_works_as_printed(tmp_path):
+    code = readme_block("This app hashes uploads of any size in constant memory")
+    assert code.count('bind="127.0.0.1:8000"') == 1
+    port = free_port()
+    script = tmp_path / "readme_streaming.py"
+    script.write_text(code.replace('bind="127.0.0.1:8000"', 'bind="127.0.0.1:%d"' % port))
+    server = RunningServer([sys.executable, str(script)], str(tmp_path), port,
+                           str(tmp_path / "readme.log"), installed=True)
+    try:
+        payload = os.urandom(200000)
+        status, _, body = request(port, "PUT", "/", body=payload)
+        assert status == 200
+        assert json.loads(body) == {"size": len(payload),
+                                    "sha256": hashlib.sha256(payload).hexdigest()}
+    finally:
+        server.stop()
