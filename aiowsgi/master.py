@@ -270,7 +270,7 @@ class Master:
                 continue
             os.close(worker.boot_pipe)
             worker.boot_pipe = -1
-        if worker.message == BOOT_READY:
+        if worker.message == BOOT_READY and not worker.booted:
             self._on_booted(worker)
 
     def _on_booted(self, worker: Worker) -> None:
