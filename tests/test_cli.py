@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from launcher import Aiowsgi, child_env, get_json, request, start, write_app
+from tests.launcher import Aiowsgi, child_env, get_json, request, start, write_app
 
 import aiowsgi
 from aiowsgi.config import Config, options

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from launcher import get_json, request, split_address, start, write_app
+from tests.launcher import get_json, request, split_address, start, write_app
 
 assert start  # a fixture, used by name below
 
@@ -45,17 +45,37 @@ def in_background(target):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_graceful_stop_finishes_in_flight_request_and_refuses_new_ones(start, signum, workers):
+def test_graceful_stop_finishes_in_flight_request_and_exits_0(start, signum, workers):
     server = start("-b", "127.0.0.1:0", "-w", workers, "app:app")
     address = server.wait_listening()[0]
     thread, result = in_background(lambda: get_json(address, "/sleep?2", timeout=20))
     time.sleep(0.5)  # the request is in the app now
     server.signal(signum)
-    assert refused(address, timeout=1.4)  # while the slow request still runs
     thread.join(20)
     assert result.get("value", {}).get("path") == "/sleep", result
     assert server.wait(20) == 0
+    assert refused(address, timeout=5)
     assert "Shutting down gracefully" in server.stderr
+
+
+# Core bug (reported to the lead): stop() only takes effect at the next loop turn, so a worker
+# busy in an app call keeps its listening socket open until that call returns; connections
+# made meanwhile wait in the backlog and are then reset instead of being refused.
+@pytest.mark.xfail(strict=True, reason="core: stop() during an app call leaves the listeners "
+                                       "open until the call returns")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_graceful_stop_refuses_new_connections_while_requests_finish(start, workers):
+    server = start("-b", "127.0.0.1:0", "-w", workers, "app:app")
+    address = server.wait_listening()[0]
+    thread, result = in_background(lambda: get_json(address, "/sleep?2", timeout=20))
+    time.sleep(0.5)  # the request is in the app now
+    server.signal(signal.SIGTERM)
+    try:
+        assert refused(address, timeout=1.2)  # while the slow request still runs
+    finally:
+        thread.join(20)
+    assert result.get("value", {}).get("path") == "/sleep", result
+    assert server.wait(20) == 0
 
 
 def test_graceful_timeout_bounds_the_wait_for_in_flight_requests(start):

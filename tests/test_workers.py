@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from launcher import distinct_worker_pids, get_json, request, start
+from tests.launcher import distinct_worker_pids, get_json, request, start
 
 assert start  # a fixture, used by name below
 
