@@ -74,15 +74,17 @@ def child_env(**extra: str) -> Dict[str, str]:
 
 
 class Aiowsgi:
-    """``python -m aiowsgi ARGS`` in its own process group, stderr captured to a file."""
+    """``python -m aiowsgi ARGS`` (or ``command ARGS``) in its own process group, stderr
+    captured to a file."""
 
     def __init__(self, args: Sequence[str], cwd: Path, env: Optional[Dict[str, str]] = None,
                  prefix: Sequence[str] = (), pass_fds: Sequence[int] = (),
-                 stdout: Any = subprocess.DEVNULL) -> None:
+                 stdout: Any = subprocess.DEVNULL,
+                 command: Sequence[str] = (sys.executable, "-m", "aiowsgi")) -> None:
         self.stderr_path = cwd / ("aiowsgi-stderr-%d.log" % time.monotonic_ns())
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "aiowsgi", *args], cwd=str(cwd),
+            [*prefix, *command, *args], cwd=str(cwd),
             env=env or child_env(), stdout=stdout, stderr=self._stderr,
             start_new_session=True, pass_fds=tuple(pass_fds))
         self.pid = self.proc.pid
