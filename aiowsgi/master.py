@@ -308,8 +308,8 @@ class Master:
         elif worker.stopping:
             error_log.debug("Worker %d stopped", worker.pid)
         elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_OK:
-            error_log.info("Worker %d exited after its max requests; starting a new one",
-                           worker.pid)
+            error_log.info("Worker %d exited%s; starting a new one", worker.pid,
+                           " after its max requests" if self.config.max_requests else "")
         else:
             error_log.warning("Worker %d died (%s); starting a new one", worker.pid,
                               _describe_status(status))
