@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("app", metavar="APP", help="the WSGI application to serve")
     for field in options():
-        parser.add_argument(*field.metadata["flags"], **_argument(field))
+        if field.metadata["flags"]:  # the others are Python API only
+            parser.add_argument(*field.metadata["flags"], **_argument(field))
     parser.add_argument("--version", action="version", version="aiowsgi " + __version__)
     return parser
 

@@ -11,9 +11,13 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple, TypedDict, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypedDict, Union
 
 DEFAULT_BIND = "127.0.0.1:8000"
+
+# The callables the core reports through (see aiowsgi/_core.pyi).
+LogFunc = Callable[[int, str, Optional[BaseException]], Any]
+AccessLogFunc = Callable[[Dict[str, Any], int, int, float], Any]
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -121,7 +125,7 @@ class Config:
     graceful_timeout: float = _option(
         30.0, "time to finish in-flight requests on shutdown", "--graceful-timeout",
         metavar="SECONDS")
-    access_log: Optional[str] = _option(
+    access_log: Union[str, AccessLogFunc, None] = _option(
         None, "write one line per request (combined log format plus duration) to FILE; "
         "'-' is stdout", "--access-log", metavar="FILE", cli_default="off")
     log_level: str = _option(
@@ -135,6 +139,11 @@ class Config:
     chdir: Optional[str] = _option(
         None, "change to DIR before binding and importing the app", "--chdir", metavar="DIR",
         cli_default="stay")
+    # Python API only (no flags): replace the logging plumbing, e.g. when embedding the server.
+    log: Optional[LogFunc] = _option(
+        None, "log(level, message, exc) for the core's messages; default: aiowsgi.error")
+    errors: Any = _option(
+        None, "the wsgi.errors stream; default: lines to aiowsgi.error")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door, once, here
@@ -168,8 +177,12 @@ class Config:
         set_(self, "forwarded_allow_ips", tuple(ips))
         for name in ("stream_input", "factory"):
             set_(self, name, bool(getattr(self, name)))
-        if self.access_log is not None and not self.access_log:
-            raise ConfigError("invalid --access-log '': expected a file name or '-'")
+        if self.access_log is not None and not callable(self.access_log) and (
+                not isinstance(self.access_log, str) or not self.access_log):
+            raise ConfigError("invalid --access-log %r: expected a file name or '-'"
+                              % (self.access_log,))
+        if self.log is not None and not callable(self.log):
+            raise ConfigError("invalid log=%r: expected a callable" % (self.log,))
         if self.chdir is not None and not os.path.isdir(self.chdir):
             raise ConfigError("invalid --chdir %r: not a directory" % self.chdir)
 
@@ -207,11 +220,13 @@ class Options(TypedDict, total=False):
     max_requests: int
     timeout: float
     graceful_timeout: float
-    access_log: Optional[str]
+    access_log: Union[str, AccessLogFunc, None]
     log_level: str
     forwarded_allow_ips: Union[str, Sequence[str]]
     factory: bool
     chdir: Optional[str]
+    log: Optional[LogFunc]
+    errors: Any
 
 
 def _flag(name: str) -> str:

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NoReturn, Optional, Union
 
-from .config import Config
+from .config import AccessLogFunc, Config
 from .importer import AppImportError, load_app, make_app
-from .log import AccessLog, error_log
+from .log import error_log
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -75,7 +75,7 @@ class Master:
     """
 
     def __init__(self, app: Union[WSGIApplication, str], config: Config,
-                 sockets: List[socket.socket], access_log: Optional[AccessLog],
+                 sockets: List[socket.socket], access_log: Optional[AccessLogFunc],
                  on_ready: Callable[[], None]) -> None:
         self.app = app
         self.config = config

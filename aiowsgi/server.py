@@ -17,7 +17,8 @@ import threading
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 from . import _core
-from .config import DEFAULT_BIND, BindAddress, Config, ConfigError, parse_bind
+from .config import (DEFAULT_BIND, AccessLogFunc, BindAddress, Config, ConfigError,
+                     parse_bind)
 from .importer import check_app_spec, make_app
 from .log import AccessLog, ErrorStream, core_log, error_log, setup_error_log
 
@@ -74,10 +75,13 @@ class Server:
             raise TypeError("app must be a WSGI callable or an import string, not %s"
                             % type(app).__name__)
         setup_error_log(config.log_level_number)
-        self.access_log: Optional[AccessLog] = None
-        if config.access_log is not None:
+        self.access_log: Optional[AccessLogFunc] = None
+        self._access_file: Optional[AccessLog] = None
+        if callable(config.access_log):
+            self.access_log = config.access_log
+        elif config.access_log is not None:
             try:
-                self.access_log = AccessLog(config.access_log)
+                self.access_log = self._access_file = AccessLog(config.access_log)
             except OSError as exc:
                 raise ConfigError("invalid --access-log %r: %s"
                                   % (config.access_log, exc.strerror or exc)) from exc
@@ -120,8 +124,8 @@ class Server:
                 self._core.run()
         finally:
             self._close_sockets()
-            if self.access_log is not None:
-                self.access_log.close()
+            if self._access_file is not None:
+                self._access_file.close()
 
     def stop(self, graceful: bool = True) -> None:
         """Stop serving: gracefully (stop accepting, let in-flight requests finish within
@@ -187,13 +191,15 @@ def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None
 
 
 def make_core(app: WSGIApplication, config: Config, sockets: Sequence[socket.socket],
-              access_log: Optional[AccessLog], heartbeat: Any = None,
+              access_log: Optional[AccessLogFunc], heartbeat: Any = None,
               max_requests: Optional[int] = None) -> _core.Server:
     """The C loop for one process, wired to this process's logging."""
     return _core.Server(
         app, [sock.fileno() for sock in sockets],
         max_requests=config.max_requests if max_requests is None else max_requests,
-        errors=ErrorStream(), log=core_log, access_log=access_log, heartbeat=heartbeat,
+        errors=ErrorStream() if config.errors is None else config.errors,
+        log=core_log if config.log is None else config.log,
+        access_log=access_log, heartbeat=heartbeat,
         **config.core_options())
 
 

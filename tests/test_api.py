@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -309,6 +310,25 @@ def test_access_records_also_reach_an_enabled_aiowsgi_access_logger(serving, tmp
     assert len(handler.records) == 1
     assert '"GET /logged HTTP/1.1" 200' in handler.records[0].getMessage()
     assert (tmp_path / "access.log").read_text() == handler.records[0].getMessage() + "\n"
+
+
+def test_log_errors_and_access_log_callables_replace_the_logging(serving):
+    logged: List[Any] = []
+    accessed: List[Any] = []
+    errors = io.StringIO()
+    running = serving(log=lambda level, message, exc: logged.append((level, message, exc)),
+                      errors=errors,
+                      access_log=lambda env, status, size, duration: accessed.append(
+                          (env["PATH_INFO"], status, size)))
+    address = running.server.addresses[0]
+    assert request(address, "/errors")[0] == 200
+    assert request(address, "/fail")[0] == 500
+    running.stop()
+    assert errors.getvalue() == "note from the app\n"
+    assert [(level, type(exc)) for level, _, exc in logged] == [(logging.ERROR, ValueError)]
+    assert [(path, status) for path, status, _ in accessed] == [("/errors", 200),
+                                                                ("/fail", 500)]
+    assert accessed[0][2] > 0
 
 
 def test_access_line_format_escapes_what_could_forge_a_line():
