@@ -119,7 +119,7 @@ EXAMPLE_APPS = {
     "flask_app": ("app", False),
     "falcon_app": ("app", False),
     "django_app": ("application", True),  # "cd examples && aiowsgi django_app:application"
-    "streaming_upload": ("app", False),
+    "upload_hash": ("app", False),
 }
 
 
@@ -260,17 +260,17 @@ def test_django_example_one_view(launch):
     assert status == 404
 
 
-def test_streaming_upload_hashes_a_sized_body(launch):
-    server = launch("streaming_upload")
+def test_upload_hash_hashes_a_sized_body(launch):
+    server = launch("upload_hash")
     payload = os.urandom(3 * 1024 * 1024)
     status, headers, body = request(server.port, "POST", "/", body=payload)
     assert status == 200
-    assert json.loads(body) == {"size": len(payload),
+    assert json.loads(body) == {"bytes": len(payload),
                                 "sha256": hashlib.sha256(payload).hexdigest()}
 
 
-def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launch):
-    server = launch("streaming_upload")
+def test_upload_hash_serves_others_while_a_chunked_upload_trickles_in(launch):
+    server = launch("upload_hash")
     pieces = [os.urandom(50000) for _ in range(6)]
     slow = socket.create_connection(("127.0.0.1", server.port), timeout=15)
     try:
@@ -281,7 +281,7 @@ def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launc
                 # Halfway through the upload the one worker still answers someone else.
                 status, _, body = request(server.port, "POST", "/other", body=b"abc")
                 assert status == 200
-                assert json.loads(body)["size"] == 3
+                assert json.loads(body)["bytes"] == 3
             time.sleep(0.05)
         slow.sendall(b"0\r\n\r\n")
         resp = http.client.HTTPResponse(slow)
@@ -291,7 +291,7 @@ def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launc
     finally:
         slow.close()
     whole = b"".join(pieces)
-    assert answer == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+    assert answer == {"bytes": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
 
 
 def readme_block(after):
@@ -321,7 +321,7 @@ def test_readme_streaming_example_works_as_printed(tmp_path):
         payload = os.urandom(200000)
         status, _, body = request(port, "PUT", "/", body=payload)
         assert status == 200
-        assert json.loads(body) == {"size": len(payload),
+        assert json.loads(body) == {"bytes": len(payload),
                                     "sha256": hashlib.sha256(payload).hexdigest()}
     finally:
         server.stop()
