@@ -86,6 +86,8 @@ class Master:
         self.generation = 0
         self._commands: Deque[str] = collections.deque()  # "graceful", "immediate", "reload"
         self._wake_r, self._wake_w = os.pipe()
+        # Never written: a worker sees EOF on it when the master is gone, even by SIGKILL.
+        self._life_r, self._life_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._shutdown: Optional[str] = None  # None while serving, else "graceful"/"immediate"
@@ -140,8 +142,8 @@ class Master:
                 signal.signal(sig, handler)
             self._kill_all(signal.SIGKILL)  # only if the loop itself failed
             self._reap(block=True)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            for fd in (self._wake_r, self._wake_w, self._life_r, self._life_w):
+                os.close(fd)
         if self._fatal is not None:
             raise self._fatal
 
@@ -361,8 +363,8 @@ class Master:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)  # until the loop exists, a signal just ends us
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the master's business
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        for fd in (self._wake_r, self._wake_w, self._life_w):
+            os.close(fd)
         for other in self.workers.values():  # the master's ends for the other workers
             other.heartbeat.close()
             if other.boot_pipe >= 0:
@@ -391,12 +393,24 @@ class Master:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, stop)
+        threading.Thread(target=self._stop_when_orphaned, args=(core,), daemon=True,
+                         name="aiowsgi-orphan-watch").start()
         _write_all(boot_pipe, BOOT_READY)
         os.close(boot_pipe)
         core.run()
         for sock in self.sockets:
             sock.close()
         return EXIT_OK
+
+    def _stop_when_orphaned(self, core: Any) -> None:  # pragma: no cover - child process
+        """In a worker: wait for the master to end, then stop serving (gracefully)."""
+        try:
+            while os.read(self._life_r, 1):
+                pass
+        except OSError:
+            pass
+        error_log.warning("Worker %d: the master is gone; stopping", os.getpid())
+        core.stop(True, self.config.graceful_timeout)
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -93,3 +93,26 @@ def test_max_requests_recycles_workers(start):
     assert all(pids.count(pid) <= 2 for pid in pids), pids
     assert "exited after its max requests; starting a new one" in server.stderr
     assert all(pid not in server.children() for pid in pids[:-2])
+
+
+def test_workers_stop_when_the_master_is_killed(start):
+    server = start("-b", "127.0.0.1:0", "-w", "2", "app:app")
+    address = server.wait_listening()[0]
+    workers = distinct_worker_pids(address, 2)
+    assert len(workers) == 2
+    server.signal(signal.SIGKILL)
+    server.wait(10)
+
+    def gone(pid):
+        try:
+            os.kill(pid, 0)  # orphans are reaped by init; until then they are zombies
+        except ProcessLookupError:
+            return True
+        try:
+            with open("/proc/%d/stat" % pid) as stat:
+                return stat.read().split(")")[-1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    assert wait_until(lambda: all(gone(pid) for pid in workers))
+    assert "the master is gone; stopping" in server.stderr
