@@ -85,11 +85,9 @@ class Master:
         self.workers: Dict[int, Worker] = {}
         self.generation = 0
         self._commands: Deque[str] = collections.deque()  # "graceful", "immediate", "reload"
-        self._wake_r, self._wake_w = os.pipe()
-        # Never written: a worker sees EOF on it when the master is gone, even by SIGKILL.
-        self._life_r, self._life_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # Pipes, opened by run(): a self-pipe that wakes the loop, and a "life" pipe that is
+        # never written: a worker sees EOF on it when the master is gone, even by SIGKILL.
+        self._wake_r = self._wake_w = self._life_r = self._life_w = -1
         self._shutdown: Optional[str] = None  # None while serving, else "graceful"/"immediate"
         self._deadline = 0.0   # monotonic time at which remaining workers get SIGKILL
         self._ever_booted = False
@@ -112,6 +110,8 @@ class Master:
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return  # not running: run() looks at the commands when it starts
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
@@ -133,16 +133,22 @@ class Master:
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
                    signal.SIGCHLD)
         previous = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        self._wake_r, self._wake_w = os.pipe()
+        self._life_r, self._life_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         try:
+            if threading.current_thread() is threading.main_thread():
+                previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
             self._loop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._kill_all(signal.SIGKILL)  # only if the loop itself failed
             self._reap(block=True)
-            for fd in (self._wake_r, self._wake_w, self._life_r, self._life_w):
+            fds = (self._wake_r, self._wake_w, self._life_r, self._life_w)
+            self._wake_r = self._wake_w = self._life_r = self._life_w = -1
+            for fd in fds:
                 os.close(fd)
         if self._fatal is not None:
             raise self._fatal

@@ -90,19 +90,23 @@ class Server:
         try:
             self._open_sockets()
         except BaseException:
-            self._close_sockets()
+            self._close()
             raise
         self.addresses: List[str] = [describe(sock) for sock in self.sockets]
         self._core: Optional[_core.Server] = None
         self._master: Optional[Master] = None
-        if isinstance(app, str) or config.workers > 1:
-            from .master import Master  # imported here: in-process serving never needs it
+        try:
+            if isinstance(app, str) or config.workers > 1:
+                from .master import Master  # in-process serving never needs it
 
-            self._master = Master(app, config, self.sockets, self.access_log,
-                                  on_ready=self._log_listening)
-        else:
-            self._core = make_core(make_app(app, config.factory), config, self.sockets,
-                                   self.access_log)
+                self._master = Master(app, config, self.sockets, self.access_log,
+                                      on_ready=self._log_listening)
+            else:
+                self._core = make_core(make_app(app, config.factory), config, self.sockets,
+                                       self.access_log)
+        except BaseException:
+            self._close()
+            raise
 
     @property
     def uses_master(self) -> bool:
@@ -123,9 +127,7 @@ class Server:
                 self._log_listening()
                 self._core.run()
         finally:
-            self._close_sockets()
-            if self._access_file is not None:
-                self._access_file.close()
+            self._close()
 
     def stop(self, graceful: bool = True) -> None:
         """Stop serving: gracefully (stop accepting, let in-flight requests finish within
@@ -155,7 +157,10 @@ class Server:
             if address.kind == "unix":
                 self._unix_paths.append(address.path)
 
-    def _close_sockets(self) -> None:
+    def _close(self) -> None:
+        """Close the sockets (removing unix socket files) and the access-log file."""
+        if self._access_file is not None:
+            self._access_file.close()
         for sock in self.sockets:
             sock.close()
         for path in self._unix_paths:

@@ -199,6 +199,18 @@ def test_bind_failure_raises_bind_error():
     assert str(info.value) == "cannot bind %s: Address already in use" % address
 
 
+def test_a_failed_construction_releases_the_address():
+    server = aiowsgi.Server(hello, bind="127.0.0.1:0")
+    address = server.addresses[0]
+    server.stop()
+    server.serve_forever()
+    with pytest.raises(TypeError, match="not a WSGI application"):
+        aiowsgi.Server(lambda: 42, bind=address, factory=True)
+    again = aiowsgi.Server(hello, bind=address)  # the address is free again
+    again.stop()
+    again.serve_forever()
+
+
 def test_invalid_options_are_refused_before_binding():
     with pytest.raises(ConfigError, match="invalid --workers 0"):
         aiowsgi.Server(hello, bind="127.0.0.1:0", workers=0)
