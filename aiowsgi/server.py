@@ -219,9 +219,11 @@ def bind_socket(address: BindAddress, backlog: int) -> socket.socket:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(address.path)
         else:
-            family, type_, proto, _, sockaddr = socket.getaddrinfo(
-                address.host, address.port, type=socket.SOCK_STREAM,
-                flags=socket.AI_PASSIVE)[0]
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            # a name with both families ("localhost") binds its IPv4 address, like most servers
+            family, type_, proto, _, sockaddr = min(
+                infos, key=lambda info: info[0] != socket.AF_INET)
             sock = socket.socket(family, type_, proto)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:  # [::]:80 means IPv6 only; bind 0.0.0.0 for IPv4

@@ -171,6 +171,13 @@ def test_bind_several_addresses_logs_one_line_each(start):
         assert get_json(address)["version"] == "1"
 
 
+def test_bind_host_name_uses_its_ipv4_address(start):
+    server = start("-b", "localhost:0", "app:app")
+    (address,) = server.wait_listening()
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
+    assert get_json(address)["version"] == "1"
+
+
 def test_bind_ipv6(start):
     try:
         with socket.socket(socket.AF_INET6) as probe:
