@@ -226,6 +226,12 @@ class Master:
         elif time.monotonic() >= self._respawn_at:
             self._spawn()
 
+    def _back_off(self) -> None:
+        """Start no new worker for a while (doubling up to MAX_RESPAWN_DELAY while starting
+        workers keeps failing; reset when one boots)."""
+        self._respawn_delay = min(MAX_RESPAWN_DELAY, max(0.5, self._respawn_delay * 2))
+        self._respawn_at = time.monotonic() + self._respawn_delay
+
     def _retire(self, worker: Worker) -> None:
         worker.stopping = True
         _kill(worker.pid, signal.SIGTERM)
@@ -258,7 +264,15 @@ class Master:
         max_requests = self.config.max_requests
         if max_requests:  # jitter, so that workers started together do not restart together
             max_requests += random.randint(0, max_requests // 10)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: try again later
+            error_log.error("Cannot start a worker: %s", exc)
+            for fd in (read_end, write_end):
+                os.close(fd)
+            heartbeat.close()
+            self._back_off()
+            return
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             os.close(read_end)
             self._worker_process(heartbeat, write_end, max_requests)
@@ -272,7 +286,7 @@ class Master:
             try:
                 data = os.read(worker.boot_pipe, 4096)
             except BlockingIOError:
-                return
+                break  # (a child the app forked during import may hold the pipe open)
             if data:
                 worker.message += data
                 continue
@@ -341,8 +355,7 @@ class Master:
             error_log.error("Reload failed; the running workers keep serving")
             for other in self.workers.values():
                 other.generation = self.generation
-        self._respawn_delay = min(MAX_RESPAWN_DELAY, max(0.5, self._respawn_delay * 2))
-        self._respawn_at = time.monotonic() + self._respawn_delay
+        self._back_off()
 
     # -- in the worker ---------------------------------------------------------------------
 

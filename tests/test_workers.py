@@ -116,3 +116,24 @@ def test_workers_stop_when_the_master_is_killed(start):
 
     assert wait_until(lambda: all(gone(pid) for pid in workers))
     assert "the master is gone; stopping" in server.stderr
+
+
+def test_app_that_forks_a_child_at_import_still_boots(start, tmp_path):
+    # the child inherits the worker's boot pipe and keeps it open: readiness must not wait
+    # for the pipe to close
+    (tmp_path / "forking.py").write_text(
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "from app import app\n")
+    server = start("-b", "127.0.0.1:0", "--timeout", "1", "forking:app")
+    address = server.wait_listening()[0]
+    assert get_json(address)["version"] == "1"
+    outcome = {}
+    try:  # and --timeout is enforced (only booted workers are watched)
+        request(address, "/sleep?5", timeout=20)
+    except OSError as exc:
+        outcome["error"] = exc
+    assert "error" in outcome
+    assert "(--timeout); killing the worker" in server.stderr
