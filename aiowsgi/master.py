@@ -5,7 +5,7 @@ as an import string: each worker imports it after the fork, so a worker started 
 runs the app's current source.  It never touches a client connection.
 
 Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
-replaces the workers one by one.  Each worker has a pipe on which it reports that it booted
+replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on which it reports that it booted
 (or why it could not) and a shared ``mmap`` where the core writes when the current app call
 began, which the master compares with ``--timeout``.
 """
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NoReturn, Op
 
 from .config import AccessLogFunc, Config
 from .importer import AppImportError, load_app, make_app
-from .log import error_log
+from .log import AccessLog, error_log
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -84,7 +84,8 @@ class Master:
         self.on_ready: Optional[Callable[[], None]] = on_ready
         self.workers: Dict[int, Worker] = {}
         self.generation = 0
-        self._commands: Deque[str] = collections.deque()  # "graceful", "immediate", "reload"
+        # "graceful", "immediate", "reload", "reopen"
+        self._commands: Deque[str] = collections.deque()
         # Pipes, opened by run(): a self-pipe that wakes the loop, and a "life" pipe that is
         # never written: a worker sees EOF on it when the master is gone, even by SIGKILL.
         self._wake_r = self._wake_w = self._life_r = self._life_w = -1
@@ -105,6 +106,10 @@ class Master:
         """Ask :meth:`run` to replace every worker, one by one."""
         self._command("reload")
 
+    def reopen_logs(self) -> None:
+        """Ask :meth:`run` to have the access-log file reopened, here and in every worker."""
+        self._command("reopen")
+
     def _command(self, command: str) -> None:
         self._commands.append(command)
         self._wake()
@@ -120,6 +125,8 @@ class Master:
     def _on_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGHUP:
             self._command("reload")
+        elif signum == signal.SIGUSR1:
+            self._command("reopen")
         elif signum == signal.SIGQUIT or (signum == signal.SIGINT and self._shutdown):
             self._command("immediate")
         elif signum in (signal.SIGTERM, signal.SIGINT):
@@ -131,7 +138,7 @@ class Master:
 
     def run(self) -> None:
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-                   signal.SIGCHLD)
+                   signal.SIGUSR1, signal.SIGCHLD)
         previous = {}
         self._wake_r, self._wake_w = os.pipe()
         self._life_r, self._life_w = os.pipe()
@@ -171,7 +178,11 @@ class Master:
     def _run_commands(self) -> None:
         while self._commands:
             command = self._commands.popleft()
-            if command == "reload":
+            if command == "reopen":
+                if isinstance(self.access_log, AccessLog):
+                    self.access_log.reopen()
+                self._kill_all(signal.SIGUSR1)
+            elif command == "reload":
                 if self._shutdown is None:
                     self.generation += 1
                     error_log.info("Reloading: replacing the workers one by one")
@@ -382,8 +393,10 @@ class Master:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)  # until the loop exists, a signal just ends us
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the master's business
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until there is a log to reopen
         for fd in (self._wake_r, self._wake_w, self._life_w):
             os.close(fd)
+        self._wake_r = self._wake_w = self._life_w = -1
         for other in self.workers.values():  # the master's ends for the other workers
             other.heartbeat.close()
             if other.boot_pipe >= 0:
@@ -412,6 +425,10 @@ class Master:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, stop)
+        if isinstance(self.access_log, AccessLog):
+            access_log = self.access_log
+            signal.signal(signal.SIGUSR1, lambda signum, frame: access_log.reopen())
+            access_log.reopen()  # in case the master reopened it after our fork
         threading.Thread(target=self._stop_when_orphaned, args=(core,), daemon=True,
                          name="aiowsgi-orphan-watch").start()
         _write_all(boot_pipe, BOOT_READY)

@@ -139,6 +139,14 @@ class Server:
             for sock in self.sockets:  # new connections are refused from now on
                 sock.close()
 
+    def reopen_logs(self) -> None:
+        """Open the access-log file again by name, after log rotation moved it (with a
+        master, in every worker too).  What SIGUSR1 does.  Safe from a signal handler."""
+        if self._master is not None:
+            self._master.reopen_logs()
+        elif self._access_file is not None:
+            self._access_file.reopen()
+
     def _log_listening(self) -> None:
         workers = self.config.workers
         for address in self.addresses:
@@ -173,7 +181,8 @@ class Server:
 
 def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None] = None,
           **options: Unpack[Options]) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM (graceful) or SIGQUIT (immediate).
+    """Serve ``app`` until SIGINT or SIGTERM (graceful) or SIGQUIT (immediate); SIGUSR1
+    reopens the access log.
 
     Takes the arguments of :class:`Server`.  Signal handlers are installed when called from the
     main thread and restored afterwards.
@@ -186,6 +195,7 @@ def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None
         signal.SIGINT: lambda *_: server.stop(graceful=True),
         signal.SIGTERM: lambda *_: server.stop(graceful=True),
         signal.SIGQUIT: lambda *_: server.stop(graceful=False),
+        signal.SIGUSR1: lambda *_: server.reopen_logs(),
     }
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:

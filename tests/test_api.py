@@ -343,6 +343,19 @@ def test_log_errors_and_access_log_callables_replace_the_logging(serving):
     assert accessed[0][2] > 0
 
 
+def test_reopen_logs_after_rotation(serving, tmp_path):
+    log = tmp_path / "access.log"
+    running = serving(access_log=str(log))
+    address = running.server.addresses[0]
+    request(address, "/before")
+    log.rename(tmp_path / "access.log.1")
+    running.server.reopen_logs()
+    request(address, "/after")
+    running.stop()
+    assert "/before" in (tmp_path / "access.log.1").read_text()
+    assert "/after" in log.read_text() and "/before" not in log.read_text()
+
+
 def test_access_line_format_escapes_what_could_forge_a_line():
     environ = {"REMOTE_ADDR": "192.0.2.1", "REQUEST_METHOD": "GET",
                "RAW_URI": '/a"b\n', "SERVER_PROTOCOL": "HTTP/1.1",
