@@ -5,9 +5,9 @@ as an import string: each worker imports it after the fork, so a worker started 
 runs the app's current source.  It never touches a client connection.
 
 Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
-replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on which it reports that it booted
-(or why it could not) and a shared ``mmap`` where the core writes when the current app call
-began, which the master compares with ``--timeout``.
+replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on
+which it reports that it booted (or why it could not) and a shared ``mmap`` where the core
+writes when the current app call began, which the master compares with ``--timeout``.
 """
 
 from __future__ import annotations

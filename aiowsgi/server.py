@@ -21,13 +21,13 @@ from .config import (DEFAULT_BIND, AccessLogFunc, BindAddress, Config, ConfigErr
                      parse_bind)
 from .importer import check_app_spec, make_app
 from .log import AccessLog, ErrorStream, core_log, error_log, setup_error_log
+from .master import Master
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
     from typing_extensions import Unpack
 
     from .config import Options
-    from .master import Master
 
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
 
@@ -97,8 +97,6 @@ class Server:
         self._master: Optional[Master] = None
         try:
             if isinstance(app, str) or config.workers > 1:
-                from .master import Master  # in-process serving never needs it
-
                 self._master = Master(app, config, self.sockets, self.access_log,
                                       on_ready=self._log_listening)
             else:
