@@ -114,9 +114,11 @@ void aw_conn_close(aw_conn_t *c)
     free(c);
 }
 
+static int out_pending(aw_conn_t *c);
+
 int aw_conn_is_idle(aw_conn_t *c)
 {
-    return c->state == AW_ST_HEAD && c->rpos == c->rlen && c->out_bytes == 0 &&
+    return c->state == AW_ST_HEAD && c->rpos == c->rlen && !out_pending(c) &&
            c->t_list == &c->srv->t_keepalive;
 }
 
@@ -525,7 +527,11 @@ static int process(aw_conn_t *c)
             aw_conn_close(c);
             return AW_CLOSED;
         }
-        if (c->t_list != &s->t_keepalive && c->rlen == c->head_start)
+        if (out_pending(c))
+            /* an answer (a long download, say) is still going out: the I/O timeout, reset
+             * on every write, applies, not the keep-alive one */
+            aw_tlist_append(&s->t_io, c, s->now_ms);
+        else if (c->t_list != &s->t_keepalive && c->rlen == c->head_start)
             go_idle(c);
     }
     aw_conn_update(c);

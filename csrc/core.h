@@ -64,6 +64,8 @@ typedef struct {
     PyObject *ClientDisconnected;
     PyObject *RequestTooLarge;
     PyObject *io_open;           /* io.open, for spooled request bodies */
+#define AW_N_FILE_READS 3
+    PyObject *file_reads[AW_N_FILE_READS]; /* io.FileIO/BufferedReader/BufferedRandom.read */
     PyObject *status_lines;      /* dict code -> reason phrase, exported for tests */
     /* interned environ keys */
     PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO, *k_QUERY_STRING, *k_RAW_URI,

@@ -64,6 +64,20 @@ int aw_filewrapper_sendfile_fd(PyObject *wrapper, aw_state_t *st, long long *off
     aw_fw_t *fw = (aw_fw_t *)wrapper;
     if (!fw->filelike)
         return 0;
+    /* The bytes read() gives must be the bytes on disk: a GzipFile or any wrapper with its
+     * own read() has a fileno() too, so only io's binary files (and subclasses that keep
+     * io's read) go out with sendfile; everything else is iterated. */
+    PyObject *read = PyObject_GetAttr((PyObject *)Py_TYPE(fw->filelike), st->s_read);
+    if (!read) {
+        PyErr_Clear();
+        return 0;
+    }
+    int plain = 0;
+    for (int i = 0; i < AW_N_FILE_READS; i++)
+        plain |= read == st->file_reads[i];
+    Py_DECREF(read);
+    if (!plain)
+        return 0;
     PyObject *r = PyObject_CallMethodNoArgs(fw->filelike, st->s_fileno);
     if (!r) {
         PyErr_Clear(); /* no fileno(): BytesIO and friends are iterated */

@@ -420,7 +420,11 @@ static PyObject *Input_readlines(aw_input_t *in, PyObject *const *args, Py_ssize
     while (lines) {
         PyObject *line = in->streaming ? stream_take(in, -1, 1) : mem_take(in, -1, 1);
         if (!line) {
-            Py_CLEAR(lines);
+            /* streamed: lines already taken are the caller's, even if nothing more is ready */
+            if (PyList_GET_SIZE(lines) > 0 && PyErr_ExceptionMatches(PyExc_BlockingIOError))
+                PyErr_Clear();
+            else
+                Py_CLEAR(lines);
             break;
         }
         if (PyBytes_GET_SIZE(line) == 0) {

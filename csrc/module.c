@@ -118,6 +118,15 @@ static int module_exec(PyObject *m)
         goto error;
     if (!(st->io_open = PyObject_GetAttrString(io, "open")))
         goto error;
+    static const char *const file_types[AW_N_FILE_READS] = {"FileIO", "BufferedReader",
+                                                            "BufferedRandom"};
+    for (int i = 0; i < AW_N_FILE_READS; i++) {
+        PyObject *type = PyObject_GetAttrString(io, file_types[i]);
+        st->file_reads[i] = type ? PyObject_GetAttrString(type, "read") : NULL;
+        Py_XDECREF(type);
+        if (!st->file_reads[i])
+            goto error;
+    }
     Py_CLEAR(io);
     if (!(st->status_lines = PyDict_New()) || aw_status_table_export(st->status_lines) < 0)
         goto error;
@@ -156,6 +165,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
         Py_VISIT(st->methods[i]);
     for (int i = 0; i < AW_N_COMMON_HEADERS; i++)
         Py_VISIT(st->header_keys[i]);
+    for (int i = 0; i < AW_N_FILE_READS; i++)
+        Py_VISIT(st->file_reads[i]);
     return 0;
 }
 
@@ -169,6 +180,8 @@ static int module_clear(PyObject *m)
         Py_CLEAR(st->methods[i]);
     for (int i = 0; i < AW_N_COMMON_HEADERS; i++)
         Py_CLEAR(st->header_keys[i]);
+    for (int i = 0; i < AW_N_FILE_READS; i++)
+        Py_CLEAR(st->file_reads[i]);
     return 0;
 }
 

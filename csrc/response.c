@@ -375,6 +375,8 @@ int aw_response_headers(aw_conn_t *c, long long known_len)
         return -1;
     int code = c->resp_status;
     c->no_body = c->is_head || code < 200 || code == 204 || code == 304;
+    if (c->streaming && !c->msg_done)
+        c->close_after = 1; /* a body not read to its end: this connection ends after */
     /* framing decided first: it may change close_after */
     char framing[48];
     size_t framing_len = 0;

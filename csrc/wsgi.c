@@ -236,7 +236,9 @@ aw_pump_t aw_wsgi_start(aw_conn_t *c)
     c->result = result;
     c->seq_idx = 0;
     if (!PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
-        if (Py_IS_TYPE(result, s->st->filewrapper_type)) {
+        /* sendfile only when the whole body is the file: after write() the headers (and
+         * their framing) are already out */
+        if (Py_IS_TYPE(result, s->st->filewrapper_type) && !c->headers_sent) {
             long long off, size;
             int r = aw_filewrapper_sendfile_fd(result, s->st, &off, &size);
             if (r < 0)
