@@ -1,9 +1,10 @@
 """Hash an upload of any size in constant memory: answers its sha256 and its byte count.
 
 Run: ``python examples/upload_hash.py [PORT]`` (127.0.0.1:8000 by default), then
-``curl -T big.iso http://127.0.0.1:8000/`` or ``curl --data-binary @big.iso ...``.
-As a WSGI app: ``aiowsgi --stream-input examples.upload_hash:app``; under a server without
-the streaming input protocol the app reads its (fully buffered) input the classic way.
+``curl -T big.iso http://127.0.0.1:8000/`` (add ``-H "Transfer-Encoding: chunked"`` for chunked).
+As a WSGI app: ``aiowsgi --max-body-size 1099511627776 examples.upload_hash:app`` (the app
+is marked with ``aiowsgi.streaming_input``); under a server without the streaming input
+protocol it reads its (fully buffered) input the classic way.
 
 aiowsgi calls the app as soon as the request head is in.  Iterating ``wsgi.input`` yields
 the body as it arrives, and the server's sentinel object when nothing has arrived yet: the
@@ -68,4 +69,5 @@ if __name__ == "__main__":
     import sys
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    aiowsgi.serve(app, bind="127.0.0.1:%d" % port)
+    # max_body_size is 1 GiB by default; this app is meant for uploads of any size
+    aiowsgi.serve(app, bind="127.0.0.1:%d" % port, max_body_size=1 << 50)

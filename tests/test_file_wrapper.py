@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -76,6 +77,15 @@ APPS_SOURCE = textwrap.dedent('''
                 headers.append(("Content-Length", query["cl"]))
             start_response("200 OK", headers)
             return wrapper(f, 65536)
+        if path == "/read-first":
+            f = LoggedFile(io.FileIO(query["path"]))
+            f.read(int(query["n"]))  # the buffered reader reads ahead much more than n
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return wrapper(f)
+        if path == "/gzip":
+            import gzip
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return wrapper(gzip.open(query["path"], "rb"))
         if path == "/bytesio":
             size = int(query["size"])
             data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
@@ -357,6 +367,34 @@ def test_file_sent_from_the_position_the_app_seeked_to(start_app, tmp_path):
     assert headers["content-length"] == "200000"
 
 
+def test_file_sent_from_where_the_app_stopped_reading(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "partly-read.bin"
+    make_file(f, 300_000)
+    c = Client(srv.port)
+    c.send(get("/read-first?path=%s&n=10" % f))
+    status, headers, body = c.read_response()
+    assert status == 200
+    assert body == file_bytes(f, 10)
+
+
+def test_wrapped_object_whose_read_decodes_its_file_sends_what_read_returns(start_app,
+                                                                           tmp_path):
+    """A GzipFile has the fileno() of its compressed file: sendfile would send the
+    compressed bytes. The body must be what read() returns (PEP 3333)."""
+    import gzip
+    srv = start_app()
+    f = tmp_path / "text.gz"
+    text = b"hello, gzip world\n" * 5000
+    with gzip.open(f, "wb") as out:
+        out.write(text)
+    c = Client(srv.port)
+    c.send(get("/gzip?path=%s" % f))
+    status, headers, body = c.read_response()
+    assert status == 200
+    assert body == text, "got %d bytes starting %r" % (len(body), body[:20])
+
+
 def test_head_with_a_file_wrapper_sends_no_body(start_app, tmp_path):
     srv = start_app()
     f = tmp_path / "head.bin"
@@ -463,7 +501,7 @@ def test_client_leaving_mid_file_closes_the_file_and_leaks_no_fd(start_app, tmp_
         assert status == 200
         c.read_exact(100_000 + i)
         if i % 2:  # reset instead of a FIN for half of them
-            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
     closes = wait_for(lambda: len([e for e in srv.events() if e["kind"] == "close"]) == 20)
     assert closes, srv.events()
