@@ -192,7 +192,7 @@ struct aw_conn {
     int hstate;              /* 0 none, 1 in a field name, 2 in a value */
     unsigned head_done : 1, msg_done : 1, keep_alive : 1, close_after : 1, is_head : 1,
         expect_continue : 1, continue_sent : 1, chunked_in : 1, upgrade : 1, streaming : 1,
-        input_eof : 1, peer_gone : 1, read_eof : 1, linger : 1, started : 1, headers_sent : 1,
+        input_eof : 1, peer_gone : 1, closing : 1, read_eof : 1, linger : 1, started : 1, headers_sent : 1,
         chunked_out : 1, no_body : 1, in_app : 1, trailers : 1;
     int parse_error_status;  /* status for an error our own callbacks detected */
     int input_error;         /* streamed body ended badly: 1 client gone, 2 too large */
@@ -266,7 +266,7 @@ int aw_state_init_headers(aw_state_t *st);
 extern PyType_Spec aw_input_spec;
 PyObject *aw_input_new_bytes(aw_state_t *st, PyObject *bytes);
 PyObject *aw_input_new_stream(aw_state_t *st, aw_conn_t *c);
-void aw_input_detach(PyObject *input);
+void aw_input_detach(aw_state_t *st, PyObject *input);
 int aw_body_append(aw_conn_t *c, const char *data, size_t len);
 int aw_body_begin(aw_conn_t *c);
 int aw_body_finish(aw_conn_t *c);
@@ -285,6 +285,7 @@ aw_pump_t aw_wsgi_start(aw_conn_t *c);
 aw_pump_t aw_wsgi_pump(aw_conn_t *c);
 void aw_wsgi_finish(aw_conn_t *c);
 void aw_wsgi_detach(aw_conn_t *c);
+void aw_wsgi_file_done(aw_conn_t *c);
 
 /* ---- response.c -------------------------------------------------------------------------- */
 int aw_out_copy(aw_conn_t *c, const char *data, size_t len);

@@ -144,14 +144,15 @@ int aw_body_finish(aw_conn_t *c)
         free(c->cbody);
         c->cbody = NULL;
         c->cbody_len = c->cbody_cap = 0;
-    } else {
-        return 0; /* the environ template already holds the shared empty input */
     }
-    if (!input)
+    /* with no body, the environ template already holds the shared empty input */
+    if (input) {
+        Py_XSETREF(c->input, input);
+        if (PyDict_SetItem(c->environ, st->k_wsgi_input, input) < 0)
+            return -1;
+    } else if (PyErr_Occurred()) {
         return -1;
-    Py_XSETREF(c->input, input);
-    if (PyDict_SetItem(c->environ, st->k_wsgi_input, input) < 0)
-        return -1;
+    }
     if (c->chunked_in) {
         PyObject *cl = PyUnicode_FromFormat("%llu", c->body_len);
         int r = cl ? PyDict_SetItem(c->environ, st->k_CONTENT_LENGTH, cl) : -1;
@@ -249,10 +250,13 @@ PyObject *aw_input_new_stream(aw_state_t *st, aw_conn_t *c)
 }
 
 /* The connection is going away: the input must not touch it any more. */
-void aw_input_detach(PyObject *obj)
+void aw_input_detach(aw_state_t *st, PyObject *obj)
 {
+    /* a spooled body is a plain file object: nothing of ours to detach */
+    if (!obj || !Py_IS_TYPE(obj, st->input_type))
+        return;
     aw_input_t *in = (aw_input_t *)obj;
-    if (!obj || !in->streaming || !in->conn)
+    if (!in->streaming || !in->conn)
         return;
     aw_conn_t *c = in->conn;
     in->gone_reason = c->input_error == 2 ? 2 : (c->input_eof ? 0 : 1);

@@ -76,11 +76,29 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return extend(c, &c->hdrs[c->nhdrs - 1].name, at, len, 0);
 }
 
+/* RFC 9110 5.1: a field name is a token, never empty (llhttp reports ": v" as an empty one). */
+static int on_header_field_complete(llhttp_t *p)
+{
+    aw_conn_t *c = CONN(p);
+    if (c->head_done)
+        return 0;
+    if (c->nhdrs == 0 || c->hstate != 1 || c->hdrs[c->nhdrs - 1].name.len == 0) {
+        c->parse_error_status = 400;
+        llhttp_set_error_reason(p, "empty header name");
+        return HPE_USER;
+    }
+    return 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     aw_conn_t *c = CONN(p);
     if (c->head_done)
         return 0;
+    if (c->nhdrs == 0) {
+        c->parse_error_status = 400;
+        return HPE_USER;
+    }
     int fresh = c->hstate != 2;
     c->hstate = 2;
     return extend(c, &c->hdrs[c->nhdrs - 1].value, at, len, fresh);
@@ -123,6 +141,7 @@ const llhttp_settings_t aw_parser_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_header_field_complete = on_header_field_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

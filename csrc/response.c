@@ -123,8 +123,9 @@ int aw_out_ref(aw_conn_t *c, PyObject *obj, const char *data, size_t len)
 
 int aw_out_full(aw_conn_t *c)
 {
-    /* room for a chunk header, the data and its CRLF must remain */
-    return c->out_bytes >= AW_OUT_HIGH || c->nsegs + 3 > AW_MAX_SEGS;
+    /* room for a chunk header, the data and its CRLF must remain; a file being sent must
+     * go out before anything else is queued behind it */
+    return c->out_bytes >= AW_OUT_HIGH || c->nsegs + 3 > AW_MAX_SEGS || c->sf_left > 0;
 }
 
 void aw_out_clear(aw_conn_t *c)
@@ -376,7 +377,7 @@ int aw_response_headers(aw_conn_t *c, long long known_len)
     if (!f.has_server)
         r |= PUT_LIT(c, "Server: aiowsgi\r\n");
     if (!f.has_connection) {
-        if (c->close_after || !c->keep_alive)
+        if (c->close_after || !c->keep_alive || c->srv->stopping)
             r |= PUT_LIT(c, "Connection: close\r\n");
         else if (c->parser.http_minor == 0)
             r |= PUT_LIT(c, "Connection: keep-alive\r\n");

@@ -135,6 +135,14 @@ static aw_pump_t app_failed(aw_conn_t *c, const char *what)
         Py_XDECREF(tb);
         return AW_PUMP_ABORT;
     }
+    if (!c->headers_sent && PyErr_ExceptionMatches(c->srv->st->RequestTooLarge)) {
+        /* SPEC 5: the streamed body went over max_body_size and the app let it propagate:
+         * answer 413, lingering so the client (still sending) reads it, not a reset */
+        PyErr_Clear();
+        aw_wsgi_finish(c);
+        c->linger = 1;
+        return aw_response_error(c, 413) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
+    }
     aw_log_exception(c->srv, what);
     aw_wsgi_finish(c);
     if (c->headers_sent)
@@ -152,18 +160,14 @@ static PyObject *make_start_response(aw_conn_t *c)
     return (PyObject *)sr;
 }
 
-/* For a list or tuple of bytes the length is known before the first byte goes out. */
+/* SPEC 4: a one-item list or tuple gets a computed Content-Length; longer ones are
+ * streamed like any iterable. */
 static long long sequence_length(PyObject *seq)
 {
-    long long total = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i); // borrowed
-        if (!PyBytes_Check(item))
-            return -1;
-        total += PyBytes_GET_SIZE(item);
-    }
-    return total;
+    if (PySequence_Fast_GET_SIZE(seq) != 1)
+        return -1;
+    PyObject *item = PySequence_Fast_GET_ITEM(seq, 0); // borrowed
+    return PyBytes_Check(item) ? PyBytes_GET_SIZE(item) : -1;
 }
 
 aw_pump_t aw_wsgi_start(aw_conn_t *c)
@@ -214,8 +218,7 @@ static aw_pump_t pump_file(aw_conn_t *c)
                        "file is shorter (%lld bytes) than its Content-Length (%lld); "
                        "connection cut after it",
                        c->sf_left, want);
-        c->close_after = 1;
-        c->peer_gone = 1; /* cut once the file is out */
+        c->close_after = 1; /* cut once the file is out: the client sees it is short */
     }
     c->body_sent = (unsigned long long)c->sf_left;
     return AW_PUMP_DONE;
@@ -316,12 +319,34 @@ void aw_wsgi_detach(aw_conn_t *c)
     Py_CLEAR(c->write_cb);
 }
 
+/* A file response is complete once sendfile has sent it: until then its wrapper stays open
+ * (held in sf_obj), then it is closed like any iterable. */
+void aw_wsgi_file_done(aw_conn_t *c)
+{
+    if (!c->sf_obj)
+        return;
+    Py_XSETREF(c->result, c->sf_obj);
+    c->sf_obj = NULL;
+    c->sf_fd = -1;
+    c->sf_left = 0;
+    aw_wsgi_finish(c);
+}
+
 /* Call the iterable's close() exactly once (PEP 3333), in every outcome. */
 void aw_wsgi_finish(aw_conn_t *c)
 {
     PyObject *result = c->result;
     if (!result)
         return;
+    if (c->sf_fd >= 0 && !c->sf_obj && c->sf_left > 0 && !c->closing) {
+        /* the file is still being sent: close it when it is out (aw_wsgi_file_done) */
+        c->sf_obj = result;
+        c->result = NULL;
+        Py_CLEAR(c->iter);
+        return;
+    }
+    c->sf_fd = -1;
+    c->sf_left = 0;
     c->result = NULL;
     Py_CLEAR(c->iter);
     if (!PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
