@@ -86,6 +86,15 @@ APPS_SOURCE = textwrap.dedent('''
             import gzip
             start_response("200 OK", [("Content-Type", "text/plain")])
             return wrapper(gzip.open(query["path"], "rb"))
+        if path == "/pipe":
+            import subprocess
+            proc = subprocess.Popen(["cat", query["path"]], stdout=subprocess.PIPE)
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return wrapper(proc.stdout)  # a pipe: no sendfile, read() until EOF
+        if path == "/status":
+            f = LoggedFile(io.FileIO(query["path"]))
+            start_response(query["status"], [("Content-Type", "text/plain")])
+            return wrapper(f)
         if path == "/bytesio":
             size = int(query["size"])
             data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
@@ -508,6 +517,73 @@ def test_client_leaving_mid_file_closes_the_file_and_leaks_no_fd(start_app, tmp_
     assert wait_for(lambda: srv.open_files_under(tmp_path) == []), srv.open_files_under(tmp_path)
     assert wait_for(lambda: srv.fds() == fds_before), (srv.fds(), fds_before)
     assert hello_latency(hello) < 1
+
+
+def test_pipelined_requests_around_a_file_are_answered_in_order(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "pipelined.bin"
+    make_file(f, 3 * MB)
+    c = Client(srv.port)
+    c.send(get("/hello") + get("/file?path=%s" % f) + get("/hello")
+           + get("/file?path=%s&cl=10" % f) + get("/hello"))
+    assert c.read_response()[2] == b"hello"
+    assert c.read_response()[2] == f.read_bytes()
+    assert c.read_response()[2] == b"hello"
+    assert c.read_response()[2] == file_bytes(f, 0, 10)
+    assert c.read_response()[2] == b"hello"
+
+
+def test_http10_client_gets_the_file_with_its_length(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "old.bin"
+    make_file(f, 200_000)
+    c = Client(srv.port)
+    c.send(("GET /file?path=%s HTTP/1.0\r\n\r\n" % f).encode())
+    status, headers, body = c.read_response()
+    assert (status, headers["content-length"]) == (200, "200000")
+    assert body == f.read_bytes()
+    assert c.read_to_eof() == b""  # and the connection is closed (no keep-alive asked)
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_no_body_statuses_with_a_file_wrapper_send_no_body(start_app, tmp_path, status):
+    srv = start_app()
+    f = tmp_path / "nobody.txt"
+    f.write_bytes(b"must not be sent")
+    c = Client(srv.port)
+    c.send(get("/status?path=%s&status=%s" % (f, status.replace(" ", "+"))))
+    code, headers, body = c.read_response()
+    assert (code, body) == (int(status[:3]), b"")
+    assert hello_latency(c) < 1 and c.buf == b""
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+
+
+def test_file_from_a_pipe_is_read_not_sent_with_sendfile(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "piped.bin"
+    make_file(f, 500_000)
+    c = Client(srv.port)
+    c.send(get("/pipe?path=%s" % f))
+    status, headers, body = c.read_response()
+    assert status == 200 and headers.get("transfer-encoding") == "chunked"
+    assert body == f.read_bytes()
+
+
+def test_file_truncated_while_it_is_sent_cuts_the_connection(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "shrinking.bin"
+    make_file(f, 20 * MB)
+    c = Client(srv.port, rcvbuf=65536)
+    c.send(get("/file?path=%s" % f))
+    status, headers = c.read_head()
+    assert status == 200 and headers["content-length"] == str(20 * MB)
+    c.read_exact(1 * MB)
+    os.truncate(f, 2 * MB)  # say, a log rotation under a download
+    received = 1 * MB + len(c.read_to_eof())
+    assert received < 20 * MB  # a truncated response, never a hang or a padded one
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+    assert wait_for(lambda: srv.open_files_under(tmp_path) == [])
+    assert hello_latency(Client(srv.port)) < 1
 
 
 DOWNLOADER = textwrap.dedent('''

@@ -140,6 +140,31 @@ APPS_SOURCE = textwrap.dedent('''
         return hash_body(environ, start_response, {"first_read": outcome})
 
 
+    def fail_midway(environ, start_response):
+        """An app bug in the middle of the body."""
+        sentinel = environ["aiowsgi.input_sentinel"]
+        for chunk in environ["wsgi.input"]:
+            if chunk is sentinel:
+                yield sentinel
+                continue
+            raise ValueError("the app failed after %d bytes" % len(chunk))
+        yield b"never"
+
+
+    def write_progress(environ, start_response):
+        """start_response's write() between sentinels: progress lines as the body arrives."""
+        sentinel = environ["aiowsgi.input_sentinel"]
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        total = 0
+        for chunk in environ["wsgi.input"]:
+            if chunk is sentinel:
+                yield sentinel
+                continue
+            total += len(chunk)
+            write(b"%d\\n" % total)
+        yield b"done %d\\n" % total
+
+
     def app(environ, start_response):
         path = environ["PATH_INFO"]
         event(kind="call", path=path, method=environ["REQUEST_METHOD"],
@@ -160,6 +185,10 @@ APPS_SOURCE = textwrap.dedent('''
             return Logged(path, echo(environ, start_response))
         if path == "/first-read":
             return Logged(path, first_read(environ, start_response))
+        if path == "/fail":
+            return Logged(path, fail_midway(environ, start_response))
+        if path == "/write":
+            return Logged(path, write_progress(environ, start_response))
         if path == "/no-read":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"not read"]
@@ -747,8 +776,94 @@ def test_read_ahead_is_bounded_when_the_app_cannot_keep_up(start_app):
     assert rss_peak - rss_before < 32 * 1024
     c.sock.setblocking(True)
     c.close()
+    # the client left while the app was suspended on a full send queue: close() all the same
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"]), srv.events()
     other = Client(srv.port)
     assert hello_latency(other) < 1
+
+
+def test_app_error_mid_body_is_a_500_and_the_server_goes_on(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/fail", "Content-Length: 100000") + b"z" * 1000)
+    status, headers, _ = c.read_response()
+    assert status == 500
+    assert "ValueError: the app failed after" in srv.stderr()
+    assert headers.get("connection") == "close" or c.closed_by_server()
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+    assert hello_latency(Client(srv.port)) < 1
+
+
+def test_write_between_sentinels_sends_progress_as_the_body_arrives(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/write", "Transfer-Encoding: chunked") + chunk(b"a" * 10))
+    status, headers = c.read_head()
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert c.read_until(b"\r\n") == b"3\r\n" and c.read_exact(5) == b"10\n\r\n"
+    c.send(chunk(b"b" * 5) + b"0\r\n\r\n")
+    assert c.read_until(b"0\r\n\r\n") == b"3\r\n15\n\r\n8\r\ndone 15\n\r\n0\r\n\r\n"
+
+
+def test_expect_100_continue_with_a_chunked_body(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Transfer-Encoding: chunked", "Expect: 100-continue"))
+    assert c.read_head()[0] == 100
+    c.send(chunk(b"after the 100") + b"0\r\n\r\n")
+    status, _, body = c.read_response()
+    assert status == 200
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"after the 100").hexdigest()
+
+
+def test_http10_body_streams_and_no_100_continue(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(b"POST /hash HTTP/1.0\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n")
+    time.sleep(0.2)
+    c.send(b"abcdef")
+    first = c.read_until(b"\r\n")
+    assert first.startswith(b"HTTP/1.1 200"), first  # no 100 for an HTTP/1.0 client
+    c.buf = first + c.buf
+    status, _, body = c.read_response()
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_empty_content_length_body_ends_at_once(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 0"))
+    status, _, body = c.read_response()
+    result = json.loads(body)
+    assert (status, result["bytes"], result["sentinels"]) == (200, 0, 0)
+    c.send(head("POST", "/hash", "Transfer-Encoding: chunked") + b"0\r\n\r\n")
+    status, _, body = c.read_response()
+    assert (status, json.loads(body)["bytes"]) == (200, 0)
+
+
+def test_concurrent_interleaved_uploads_each_get_their_own_body(start_app):
+    srv = start_app()
+    clients = [Client(srv.port) for _ in range(8)]
+    bodies = [payload(150_000 + 1000 * i, 100 + i) for i in range(8)]
+    for i, c in enumerate(clients):
+        framing = ("Transfer-Encoding: chunked" if i % 2
+                   else "Content-Length: %d" % len(bodies[i]))
+        c.send(head("PUT", "/hash", framing))
+    step = 7_000
+    for off in range(0, max(map(len, bodies)), step):
+        for i, c in enumerate(clients):
+            piece = bodies[i][off:off + step]
+            if piece:
+                c.send(chunk(piece) if i % 2 else piece)
+    for i, c in enumerate(clients):
+        if i % 2:
+            c.send(b"0\r\n\r\n")
+    for i, c in enumerate(clients):
+        status, _, body = c.read_response()
+        result = json.loads(body)
+        assert status == 200
+        assert (result["bytes"], result["sha256"]) == (len(bodies[i]),
+                                                      hashlib.sha256(bodies[i]).hexdigest())
 
 
 # ---- the example and the documentation, run as a user would ---------------------------------
