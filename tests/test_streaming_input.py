@@ -961,20 +961,33 @@ UPLOADER = textwrap.dedent('''
     import hashlib, json, socket, sys, time
     port, total = int(sys.argv[1]), int(sys.argv[2])
     block = bytearray(hashlib.sha256(b"seed").digest() * 32768)   # 1 MiB
+
+
+    def pieces():
+        # the same bytes every time, each MiB different, never all in memory
+        sent, i = 0, 0
+        while sent < total:
+            block[:8] = i.to_bytes(8, "little")
+            piece = bytes(block[:min(len(block), total - sent)])
+            yield piece
+            sent += len(piece)
+            i += 1
+
+
+    # hash first, so that while the upload runs this process only sends (it shares the
+    # machine's cores with the server being measured)
     digest = hashlib.sha256()
+    for piece in pieces():
+        digest.update(piece)
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    print("start", flush=True)
     t0 = time.monotonic()
     sock.sendall(b"PUT /upload HTTP/1.1\\r\\nHost: test\\r\\nTransfer-Encoding: chunked\\r\\n"
                  b"Connection: close\\r\\n\\r\\n")
     sent = 0
-    i = 0
-    while sent < total:
-        block[:8] = i.to_bytes(8, "little")   # every MiB differs
-        piece = bytes(block[:min(len(block), total - sent)])
-        digest.update(piece)
+    for piece in pieces():
         sock.sendall(b"%x\\r\\n" % len(piece) + piece + b"\\r\\n")
         sent += len(piece)
-        i += 1
     sock.sendall(b"0\\r\\n\\r\\n")
     answer = b""
     while True:
@@ -1006,6 +1019,10 @@ def test_huge_chunked_upload_constant_memory_and_others_served(tmp_path):
                               stdout=out, stderr=subprocess.STDOUT)
         latencies, rss_peak = [], rss_start
         deadline = time.monotonic() + 800
+        # wait until the uploader has hashed its data and connected
+        while (up.poll() is None and time.monotonic() < deadline
+               and not (tmp_path / "uploader.out").read_text().startswith("start")):
+            time.sleep(0.05)
         next_hello = time.monotonic()
         while up.poll() is None and time.monotonic() < deadline:
             rss_peak = max(rss_peak, srv.rss_kb())
