@@ -695,10 +695,29 @@ def test_chunked_body_over_max_body_size_raises_request_too_large_and_413(start_
     status, headers, body = c.read_response()
     assert status == 413, (status, body, srv.stderr()[-2000:])
     assert headers.get("connection") == "close"
+    assert c.closed_by_server(timeout=5), "the connection was left open after the 413"
     errors = wait_for(lambda: [e for e in srv.events() if e["kind"] == "error"])
     assert errors and errors[0]["type"] == "RequestTooLarge", srv.events()[-5:]
     assert errors[0]["bytes"] <= 100_000
     assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+
+
+def test_malformed_chunked_body_mid_stream_is_a_400_and_the_connection_closes(start_app):
+    """The app was called at the head; then the body's framing turns out bad (a chunk longer
+    than its size). The app's read fails with an OSError, and the client gets 400 and a
+    closed connection, as for any malformed request (SPEC 4)."""
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Transfer-Encoding: chunked") + chunk(b"abc"))
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "sentinel"
+                             and e["bytes"] == 3]), srv.events()
+    c.send(b"5\r\nabcdefgh\r\n0\r\n\r\n")
+    status, headers, _ = c.read_response()
+    errors = wait_for(lambda: [e for e in srv.events() if e["kind"] == "error"])
+    assert errors and errors[0]["oserror"], srv.events()
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+    assert c.closed_by_server(timeout=5), "the connection was left open after the answer"
+    assert (status, headers.get("connection")) == (400, "close")
 
 
 def test_content_length_over_max_body_size_gets_413_without_calling_the_app(start_app):
