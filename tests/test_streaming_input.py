@@ -196,9 +196,24 @@ APPS_SOURCE = textwrap.dedent('''
         return [b"no such test app"]
 
 
+    def unmarked(environ, start_response):
+        """Not marked with streaming_input: what does it get?"""
+        stream = environ["wsgi.input"]
+        event(kind="call", path=environ["PATH_INFO"], method=environ["REQUEST_METHOD"],
+              content_length=environ.get("CONTENT_LENGTH"), same_sentinel=None)
+        if "aiowsgi.input_sentinel" in environ:
+            return app(environ, start_response)
+        body = stream.read()
+        return [answer(start_response, {"bytes": len(body), "seekable": stream.seekable(),
+                                        "sentinel": False})]
+
+
     if __name__ == "__main__":
         options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-        aiowsgi.serve(aiowsgi.streaming_input(app), bind="127.0.0.1:0", **options)
+        if options.pop("unmarked", False):
+            aiowsgi.serve(unmarked, bind="127.0.0.1:0", **options)
+        else:
+            aiowsgi.serve(aiowsgi.streaming_input(app), bind="127.0.0.1:0", **options)
 ''')
 
 # ---- helpers: a server subprocess, /proc figures, a raw HTTP/1.1 client ----------------------
@@ -495,6 +510,30 @@ def test_pipelined_requests_after_streamed_bodies_are_answered_in_order(start_ap
     assert c.read_response()[2] == b"hello"
     # and the connection is still usable
     assert hello_latency(c) < 5
+
+
+def test_stream_input_option_streams_an_unmarked_app(start_app):
+    srv = start_app(unmarked=True, stream_input=True)
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 10") + b"01234")
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "data"
+                             and e["bytes"] == 5]), srv.events()
+    c.send(b"56789")
+    status, _, body = c.read_response()
+    assert status == 200
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
+
+
+def test_unmarked_app_gets_the_whole_body_and_no_sentinel(start_app):
+    srv = start_app(unmarked=True)
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 10") + b"01234")
+    time.sleep(0.3)
+    assert len([e for e in srv.events() if e["kind"] == "call"]) == 0  # not called yet
+    c.send(b"56789")
+    status, _, body = c.read_response()
+    assert status == 200
+    assert json.loads(body) == {"bytes": 10, "seekable": True, "sentinel": False}
 
 
 def test_read_n_returns_at_most_n_what_is_buffered_and_empty_at_the_end(start_app):
