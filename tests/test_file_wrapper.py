@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -496,6 +497,30 @@ def test_slow_reader_gets_the_whole_file_and_blocks_no_one(start_app, tmp_path):
     assert rss_after - rss_before < 8 * 1024
 
 
+def test_slow_download_outlasting_the_keepalive_timeout_is_not_cut(start_app, tmp_path):
+    """The keep-alive timeout is for idle connections; one still sending its file is not."""
+    srv = start_app(keepalive=1)
+    f = tmp_path / "long.bin"
+    sha = make_file(f, 6 * MB)
+    c = Client(srv.port, rcvbuf=16384)
+    c.send(get("/file?path=%s" % f))
+    assert c.read_head()[0] == 200
+    digest, got = hashlib.sha256(c.buf), len(c.buf)
+    c.buf = b""
+    t0 = time.monotonic()
+    while got < 6 * MB and time.monotonic() - t0 < 60:
+        data = c.sock.recv(16384)
+        if not data:
+            break
+        digest.update(data)
+        got += len(data)
+        time.sleep(0.015)
+    elapsed = time.monotonic() - t0
+    assert elapsed > 3  # several keep-alive timeouts long
+    assert got == 6 * MB, "cut after %d bytes and %.1f s" % (got, elapsed)
+    assert digest.hexdigest() == sha
+
+
 def test_client_leaving_mid_file_closes_the_file_and_leaks_no_fd(start_app, tmp_path):
     srv = start_app()
     f = tmp_path / "leave.bin"
@@ -584,6 +609,23 @@ def test_file_truncated_while_it_is_sent_cuts_the_connection(start_app, tmp_path
     assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
     assert wait_for(lambda: srv.open_files_under(tmp_path) == [])
     assert hello_latency(Client(srv.port)) < 1
+
+
+def test_graceful_stop_lets_a_download_finish(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "during-stop.bin"
+    sha = make_file(f, 16 * MB)
+    c = Client(srv.port, rcvbuf=65536)
+    c.send(get("/file?path=%s" % f))
+    status, headers = c.read_head()
+    assert status == 200
+    first = c.read_exact(1 * MB)
+    srv.proc.send_signal(signal.SIGTERM)  # graceful: in-flight responses finish
+    time.sleep(0.3)
+    assert srv.proc.poll() is None
+    rest = c.read_exact(15 * MB)
+    assert hashlib.sha256(first + rest).hexdigest() == sha
+    assert srv.proc.wait(10) == 0
 
 
 DOWNLOADER = textwrap.dedent('''

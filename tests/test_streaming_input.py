@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -922,6 +923,22 @@ def test_concurrent_interleaved_uploads_each_get_their_own_body(start_app):
         assert status == 200
         assert (result["bytes"], result["sha256"]) == (len(bodies[i]),
                                                       hashlib.sha256(bodies[i]).hexdigest())
+
+
+def test_graceful_stop_lets_a_paused_upload_finish(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 10") + b"01234")
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "sentinel"
+                             and e["bytes"] == 5]), srv.events()
+    srv.proc.send_signal(signal.SIGTERM)  # graceful: in-flight requests finish
+    time.sleep(0.3)
+    assert srv.proc.poll() is None
+    c.send(b"56789")
+    status, headers, body = c.read_response()
+    assert status == 200 and headers.get("connection") == "close"
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
+    assert srv.proc.wait(10) == 0
 
 
 # ---- the example and the documentation, run as a user would ---------------------------------
