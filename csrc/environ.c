@@ -277,10 +277,13 @@ PyObject *aw_environ_build(aw_conn_t *c)
             goto error;
     }
     if (forwarded) {
+        /* a unix-socket peer is a local process the socket file's permissions let in (a
+         * reverse proxy on the same host): trusted, as gunicorn does */
         const char *ip = PyUnicode_AsUTF8(c->remote_addr);
         if (!ip)
             goto error;
-        if (aw_server_trusts(c->srv, ip) && apply_forwarded(c, d) < 0)
+        if ((c->lst->family == AF_UNIX || aw_server_trusts(c->srv, ip)) &&
+            apply_forwarded(c, d) < 0)
             goto error;
     }
     return d;
