@@ -751,6 +751,28 @@ def bottle_demo(tmp_path):
     srv.stop()
 
 
+def test_bottle_demo_through_the_command_line_factory(tmp_path):
+    """``FILES_DIR=DIR aiowsgi --chdir examples --factory bottle_files:from_env``."""
+    pytest.importorskip("bottle")
+    media = tmp_path / "media"
+    media.mkdir()
+    sha = make_file(media / "clip.mp4", 3 * MB)
+    srv = Server([sys.executable, "-m", "aiowsgi", "--chdir", str(ROOT / "examples"),
+                  "--bind", "127.0.0.1:0", "--factory", "bottle_files:from_env"],
+                 tmp_path, env={"FILES_DIR": str(media)})
+    try:
+        c = Client(srv.port)
+        c.send(get("/"))
+        status, _, page = c.read_response()
+        assert status == 200 and b'<a href="/files/clip.mp4">clip.mp4</a>' in page
+        c.send(get("/files/clip.mp4"))
+        status, headers, body = c.read_response()
+        assert (status, headers["content-type"]) == (200, "video/mp4")
+        assert hashlib.sha256(body).hexdigest() == sha
+    finally:
+        srv.stop()
+
+
 def test_bottle_demo_lists_the_files_as_links(bottle_demo):
     srv, media = bottle_demo
     c = Client(srv.port)

@@ -974,6 +974,25 @@ def test_upload_hash_example_with_curl(tmp_path):
     assert srv.proc.returncode == 0  # SIGTERM: a clean, graceful stop
 
 
+def test_upload_hash_example_through_the_command_line(tmp_path):
+    """``aiowsgi --chdir examples upload_hash:app``, as its docstring says: the app's own
+    mark makes it stream; --max-body-size lifts the 1 GiB default."""
+    srv = Server([sys.executable, "-m", "aiowsgi", "--chdir", str(ROOT / "examples"),
+                  "--bind", "127.0.0.1:0", "--max-body-size", str(1 << 40), "upload_hash:app"],
+                 tmp_path)
+    try:
+        data = payload(1_500_000, 19)
+        c = Client(srv.port)
+        c.send(head("PUT", "/", "Transfer-Encoding: chunked") + chunk(data[:1000]))
+        time.sleep(0.2)
+        c.send(chunk(data[1000:]) + b"0\r\n\r\n")
+        status, _, body = c.read_response()
+    finally:
+        srv.stop()
+    assert status == 200
+    assert json.loads(body) == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 def test_upload_hash_example_under_a_server_without_streaming_input(tmp_path):
     """The example is a plain WSGI app too: wsgiref gives it a complete, blocking input."""
     runner = tmp_path / "wsgiref_runner.py"
