@@ -124,6 +124,25 @@ APPS_SOURCE = textwrap.dedent('''
             "biggest": biggest, "lines": pieces, "empty_after_end": again == [b"", b"", b""]})
 
 
+    def readlines_body(environ, start_response):
+        """readlines(): the buffered lines, BlockingIOError when nothing is buffered."""
+        sentinel = environ["aiowsgi.input_sentinel"]
+        stream = environ["wsgi.input"]
+        text, calls = [], []
+        while True:
+            try:
+                lines = stream.readlines()
+            except BlockingIOError:
+                calls.append("blocked")
+                yield sentinel
+                continue
+            calls.append(len(lines))
+            if not lines:
+                break
+            text.extend(line.decode("latin-1") for line in lines)
+        yield answer(start_response, {"text": "".join(text), "calls": calls})
+
+
     def echo(environ, start_response):
         """Send each chunk back as it arrives (chunked response)."""
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -182,6 +201,8 @@ APPS_SOURCE = textwrap.dedent('''
             return Logged(path, read_body(environ, start_response, size, False))
         if path == "/readline":
             return Logged(path, read_body(environ, start_response, -1, True))
+        if path == "/readlines":
+            return Logged(path, readlines_body(environ, start_response))
         if path == "/echo":
             return Logged(path, echo(environ, start_response))
         if path == "/first-read":
@@ -593,6 +614,21 @@ def test_readline_returns_lines_as_they_arrive(start_app):
         assert "\n" not in piece[:-1]
     assert "one\n" in result["lines"] and "three\n" in result["lines"]
     assert result["empty_after_end"]
+
+
+def test_readlines_returns_the_buffered_lines_and_loses_none(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/readlines", "Transfer-Encoding: chunked")
+           + chunk(b"line1\nline2\n"))
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "call"])
+    time.sleep(0.3)
+    c.send(chunk(b"line3\n") + b"0\r\n\r\n")
+    status, _, body = c.read_response()
+    result = json.loads(body)
+    assert status == 200
+    assert result["text"] == "line1\nline2\nline3\n", result
+    assert result["calls"][-1] == 0  # [] at the end of the body
 
 
 def test_read_with_nothing_buffered_raises_blocking_io_error(start_app):
