@@ -96,6 +96,13 @@ APPS_SOURCE = textwrap.dedent('''
             f = LoggedFile(io.FileIO(query["path"]))
             start_response(query["status"], [("Content-Type", "text/plain")])
             return wrapper(f)
+        if path == "/write-then-file":
+            headers = [("Content-Type", "text/plain")]
+            if "cl" in query:
+                headers.append(("Content-Length", query["cl"]))
+            write = start_response("200 OK", headers)
+            write(b"written first\\n")  # PEP 3333's write(), then an iterable: both go out
+            return wrapper(LoggedFile(io.FileIO(query["path"])))
         if path == "/bytesio":
             size = int(query["size"])
             data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
@@ -404,6 +411,23 @@ def test_wrapped_object_whose_read_decodes_its_file_sends_what_read_returns(star
     status, headers, body = c.read_response()
     assert status == 200
     assert body == text, "got %d bytes starting %r" % (len(body), body[:20])
+
+
+@pytest.mark.parametrize("with_length", [False, True])
+def test_write_before_returning_a_file_wrapper(start_app, tmp_path, with_length):
+    srv = start_app()
+    f = tmp_path / "after-write.txt"
+    f.write_bytes(b"then the file\n" * 1000)
+    expected = b"written first\n" + f.read_bytes()
+    c = Client(srv.port, timeout=5)
+    query = "/write-then-file?path=%s" % f
+    if with_length:
+        query += "&cl=%d" % len(expected)
+    c.send(get(query))
+    status, headers, body = c.read_response()
+    assert status == 200
+    assert body == expected
+    assert hello_latency(c) < 1  # the framing held: the connection is still usable
 
 
 def test_head_with_a_file_wrapper_sends_no_body(start_app, tmp_path):
