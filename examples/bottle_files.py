@@ -1,15 +1,22 @@
 """A small file and video host with bottle on aiowsgi.
 
-Run: ``python examples/bottle_files.py DIR [PORT]`` (127.0.0.1, port 8000 by default; 0 picks
-a free port) and open http://127.0.0.1:8000/ : the files of DIR are listed as links; videos
-and audio get a player page too.  Files are served with ``bottle.static_file``, which hands
-the open file to aiowsgi's ``wsgi.file_wrapper``: the kernel copies it to the socket with
-sendfile(2), so a 4 GB video costs the server no memory and no Python time per byte.
-``static_file`` also answers HEAD, ``If-Modified-Since``/``If-None-Match`` (304) and
-``Range`` requests (206), which is what lets a browser seek in a video or resume a download.
+Run it on a directory, then open http://127.0.0.1:8000/ ::
 
-As a WSGI app for another launcher: ``make_app(DIR)`` returns the bottle app, e.g.
-``aiowsgi --factory 'examples.bottle_files:from_env'`` with FILES_DIR=DIR in the environment.
+    python examples/bottle_files.py DIR                   # serves on 127.0.0.1:8000
+    python examples/bottle_files.py DIR 8080              # another port (0: any free one)
+    python examples/bottle_files.py DIR 127.0.0.1:9000    # any bind address aiowsgi takes
+
+The files of DIR are listed as links; videos and audio get a player page too.  Files are
+served with ``bottle.static_file``, which hands the open file to aiowsgi's
+``wsgi.file_wrapper``: the kernel copies it to the socket with sendfile(2), so a 4 GB video
+costs the server no memory and no Python time per byte.  ``static_file`` also answers HEAD,
+``If-Modified-Since``/``If-None-Match`` (304) and ``Range`` requests (206), which is what
+lets a browser seek in a video or resume a download.
+
+For another launcher, ``make_app(DIR)`` returns the bottle app, and ``from_env()`` makes it
+for the directory in $FILES_DIR::
+
+    FILES_DIR=DIR aiowsgi --chdir examples --factory bottle_files:from_env
 """
 
 import html
@@ -85,6 +92,8 @@ if __name__ == "__main__":
     import aiowsgi
 
     if len(sys.argv) not in (2, 3) or not os.path.isdir(sys.argv[1]):
-        sys.exit("usage: python examples/bottle_files.py DIR [PORT]")
-    port = int(sys.argv[2]) if len(sys.argv) == 3 else 8000
-    aiowsgi.serve(make_app(sys.argv[1]), bind="127.0.0.1:%d" % port)
+        sys.exit("usage: python examples/bottle_files.py DIR [PORT | HOST:PORT]")
+    bind = sys.argv[2] if len(sys.argv) == 3 else "127.0.0.1:8000"
+    if bind.isdigit():
+        bind = "127.0.0.1:" + bind
+    aiowsgi.serve(make_app(sys.argv[1]), bind=bind)

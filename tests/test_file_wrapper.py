@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -76,6 +78,31 @@ APPS_SOURCE = textwrap.dedent('''
                 headers.append(("Content-Length", query["cl"]))
             start_response("200 OK", headers)
             return wrapper(f, 65536)
+        if path == "/read-first":
+            f = LoggedFile(io.FileIO(query["path"]))
+            f.read(int(query["n"]))  # the buffered reader reads ahead much more than n
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return wrapper(f)
+        if path == "/gzip":
+            import gzip
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return wrapper(gzip.open(query["path"], "rb"))
+        if path == "/pipe":
+            import subprocess
+            proc = subprocess.Popen(["cat", query["path"]], stdout=subprocess.PIPE)
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return wrapper(proc.stdout)  # a pipe: no sendfile, read() until EOF
+        if path == "/status":
+            f = LoggedFile(io.FileIO(query["path"]))
+            start_response(query["status"], [("Content-Type", "text/plain")])
+            return wrapper(f)
+        if path == "/write-then-file":
+            headers = [("Content-Type", "text/plain")]
+            if "cl" in query:
+                headers.append(("Content-Length", query["cl"]))
+            write = start_response("200 OK", headers)
+            write(b"written first\\n")  # PEP 3333's write(), then an iterable: both go out
+            return wrapper(LoggedFile(io.FileIO(query["path"])))
         if path == "/bytesio":
             size = int(query["size"])
             data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
@@ -358,6 +385,51 @@ def test_file_sent_from_the_position_the_app_seeked_to(start_app, tmp_path):
     assert headers["content-length"] == "200000"
 
 
+def test_file_sent_from_where_the_app_stopped_reading(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "partly-read.bin"
+    make_file(f, 300_000)
+    c = Client(srv.port)
+    c.send(get("/read-first?path=%s&n=10" % f))
+    status, headers, body = c.read_response()
+    assert status == 200
+    assert body == file_bytes(f, 10)
+
+
+def test_wrapped_object_whose_read_decodes_its_file_sends_what_read_returns(start_app,
+                                                                           tmp_path):
+    """A GzipFile has the fileno() of its compressed file: sendfile would send the
+    compressed bytes. The body must be what read() returns (PEP 3333)."""
+    import gzip
+    srv = start_app()
+    f = tmp_path / "text.gz"
+    text = b"hello, gzip world\n" * 5000
+    with gzip.open(f, "wb") as out:
+        out.write(text)
+    c = Client(srv.port)
+    c.send(get("/gzip?path=%s" % f))
+    status, headers, body = c.read_response()
+    assert status == 200
+    assert body == text, "got %d bytes starting %r" % (len(body), body[:20])
+
+
+@pytest.mark.parametrize("with_length", [False, True])
+def test_write_before_returning_a_file_wrapper(start_app, tmp_path, with_length):
+    srv = start_app()
+    f = tmp_path / "after-write.txt"
+    f.write_bytes(b"then the file\n" * 1000)
+    expected = b"written first\n" + f.read_bytes()
+    c = Client(srv.port, timeout=5)
+    query = "/write-then-file?path=%s" % f
+    if with_length:
+        query += "&cl=%d" % len(expected)
+    c.send(get(query))
+    status, headers, body = c.read_response()
+    assert status == 200
+    assert body == expected
+    assert hello_latency(c) < 1  # the framing held: the connection is still usable
+
+
 def test_head_with_a_file_wrapper_sends_no_body(start_app, tmp_path):
     srv = start_app()
     f = tmp_path / "head.bin"
@@ -450,6 +522,30 @@ def test_slow_reader_gets_the_whole_file_and_blocks_no_one(start_app, tmp_path):
     assert rss_after - rss_before < 8 * 1024
 
 
+def test_slow_download_outlasting_the_keepalive_timeout_is_not_cut(start_app, tmp_path):
+    """The keep-alive timeout is for idle connections; one still sending its file is not."""
+    srv = start_app(keepalive=1)
+    f = tmp_path / "long.bin"
+    sha = make_file(f, 6 * MB)
+    c = Client(srv.port, rcvbuf=16384)
+    c.send(get("/file?path=%s" % f))
+    assert c.read_head()[0] == 200
+    digest, got = hashlib.sha256(c.buf), len(c.buf)
+    c.buf = b""
+    t0 = time.monotonic()
+    while got < 6 * MB and time.monotonic() - t0 < 60:
+        data = c.sock.recv(16384)
+        if not data:
+            break
+        digest.update(data)
+        got += len(data)
+        time.sleep(0.015)
+    elapsed = time.monotonic() - t0
+    assert elapsed > 3  # several keep-alive timeouts long
+    assert got == 6 * MB, "cut after %d bytes and %.1f s" % (got, elapsed)
+    assert digest.hexdigest() == sha
+
+
 def test_client_leaving_mid_file_closes_the_file_and_leaks_no_fd(start_app, tmp_path):
     srv = start_app()
     f = tmp_path / "leave.bin"
@@ -464,13 +560,97 @@ def test_client_leaving_mid_file_closes_the_file_and_leaks_no_fd(start_app, tmp_
         assert status == 200
         c.read_exact(100_000 + i)
         if i % 2:  # reset instead of a FIN for half of them
-            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
     closes = wait_for(lambda: len([e for e in srv.events() if e["kind"] == "close"]) == 20)
     assert closes, srv.events()
     assert wait_for(lambda: srv.open_files_under(tmp_path) == []), srv.open_files_under(tmp_path)
     assert wait_for(lambda: srv.fds() == fds_before), (srv.fds(), fds_before)
     assert hello_latency(hello) < 1
+
+
+def test_pipelined_requests_around_a_file_are_answered_in_order(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "pipelined.bin"
+    make_file(f, 3 * MB)
+    c = Client(srv.port)
+    c.send(get("/hello") + get("/file?path=%s" % f) + get("/hello")
+           + get("/file?path=%s&cl=10" % f) + get("/hello"))
+    assert c.read_response()[2] == b"hello"
+    assert c.read_response()[2] == f.read_bytes()
+    assert c.read_response()[2] == b"hello"
+    assert c.read_response()[2] == file_bytes(f, 0, 10)
+    assert c.read_response()[2] == b"hello"
+
+
+def test_http10_client_gets_the_file_with_its_length(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "old.bin"
+    make_file(f, 200_000)
+    c = Client(srv.port)
+    c.send(("GET /file?path=%s HTTP/1.0\r\n\r\n" % f).encode())
+    status, headers, body = c.read_response()
+    assert (status, headers["content-length"]) == (200, "200000")
+    assert body == f.read_bytes()
+    assert c.read_to_eof() == b""  # and the connection is closed (no keep-alive asked)
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_no_body_statuses_with_a_file_wrapper_send_no_body(start_app, tmp_path, status):
+    srv = start_app()
+    f = tmp_path / "nobody.txt"
+    f.write_bytes(b"must not be sent")
+    c = Client(srv.port)
+    c.send(get("/status?path=%s&status=%s" % (f, status.replace(" ", "+"))))
+    code, headers, body = c.read_response()
+    assert (code, body) == (int(status[:3]), b"")
+    assert hello_latency(c) < 1 and c.buf == b""
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+
+
+def test_file_from_a_pipe_is_read_not_sent_with_sendfile(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "piped.bin"
+    make_file(f, 500_000)
+    c = Client(srv.port)
+    c.send(get("/pipe?path=%s" % f))
+    status, headers, body = c.read_response()
+    assert status == 200 and headers.get("transfer-encoding") == "chunked"
+    assert body == f.read_bytes()
+
+
+def test_file_truncated_while_it_is_sent_cuts_the_connection(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "shrinking.bin"
+    make_file(f, 20 * MB)
+    c = Client(srv.port, rcvbuf=65536)
+    c.send(get("/file?path=%s" % f))
+    status, headers = c.read_head()
+    assert status == 200 and headers["content-length"] == str(20 * MB)
+    c.read_exact(1 * MB)
+    os.truncate(f, 2 * MB)  # say, a log rotation under a download
+    received = 1 * MB + len(c.read_to_eof())
+    assert received < 20 * MB  # a truncated response, never a hang or a padded one
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+    assert wait_for(lambda: srv.open_files_under(tmp_path) == [])
+    assert hello_latency(Client(srv.port)) < 1
+
+
+def test_graceful_stop_lets_a_download_finish(start_app, tmp_path):
+    srv = start_app()
+    f = tmp_path / "during-stop.bin"
+    sha = make_file(f, 16 * MB)
+    c = Client(srv.port, rcvbuf=65536)
+    c.send(get("/file?path=%s" % f))
+    status, headers = c.read_head()
+    assert status == 200
+    first = c.read_exact(1 * MB)
+    srv.proc.send_signal(signal.SIGTERM)  # graceful: in-flight responses finish
+    time.sleep(0.3)
+    assert srv.proc.poll() is None
+    rest = c.read_exact(15 * MB)
+    assert hashlib.sha256(first + rest).hexdigest() == sha
+    assert srv.proc.wait(10) == 0
 
 
 DOWNLOADER = textwrap.dedent('''
@@ -593,6 +773,28 @@ def bottle_demo(tmp_path):
                  tmp_path)
     yield srv, media
     srv.stop()
+
+
+def test_bottle_demo_through_the_command_line_factory(tmp_path):
+    """``FILES_DIR=DIR aiowsgi --chdir examples --factory bottle_files:from_env``."""
+    pytest.importorskip("bottle")
+    media = tmp_path / "media"
+    media.mkdir()
+    sha = make_file(media / "clip.mp4", 3 * MB)
+    srv = Server([sys.executable, "-m", "aiowsgi", "--chdir", str(ROOT / "examples"),
+                  "--bind", "127.0.0.1:0", "--factory", "bottle_files:from_env"],
+                 tmp_path, env={"FILES_DIR": str(media)})
+    try:
+        c = Client(srv.port)
+        c.send(get("/"))
+        status, _, page = c.read_response()
+        assert status == 200 and b'<a href="/files/clip.mp4">clip.mp4</a>' in page
+        c.send(get("/files/clip.mp4"))
+        status, headers, body = c.read_response()
+        assert (status, headers["content-type"]) == (200, "video/mp4")
+        assert hashlib.sha256(body).hexdigest() == sha
+    finally:
+        srv.stop()
 
 
 def test_bottle_demo_lists_the_files_as_links(bottle_demo):

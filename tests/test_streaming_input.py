@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -122,9 +124,27 @@ APPS_SOURCE = textwrap.dedent('''
             "biggest": biggest, "lines": pieces, "empty_after_end": again == [b"", b"", b""]})
 
 
+    def readlines_body(environ, start_response):
+        """readlines(): the buffered lines, BlockingIOError when nothing is buffered."""
+        sentinel = environ["aiowsgi.input_sentinel"]
+        stream = environ["wsgi.input"]
+        text, calls = [], []
+        while True:
+            try:
+                lines = stream.readlines()
+            except BlockingIOError:
+                calls.append("blocked")
+                yield sentinel
+                continue
+            calls.append(len(lines))
+            if not lines:
+                break
+            text.extend(line.decode("latin-1") for line in lines)
+        yield answer(start_response, {"text": "".join(text), "calls": calls})
+
+
     def echo(environ, start_response):
         """Send each chunk back as it arrives (chunked response)."""
-        sentinel = environ["aiowsgi.input_sentinel"]
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         for chunk in environ["wsgi.input"]:
             yield chunk  # the sentinel is passed through: the server waits for more
@@ -138,6 +158,31 @@ APPS_SOURCE = textwrap.dedent('''
         except BlockingIOError:
             outcome = "BlockingIOError"
         return hash_body(environ, start_response, {"first_read": outcome})
+
+
+    def fail_midway(environ, start_response):
+        """An app bug in the middle of the body."""
+        sentinel = environ["aiowsgi.input_sentinel"]
+        for chunk in environ["wsgi.input"]:
+            if chunk is sentinel:
+                yield sentinel
+                continue
+            raise ValueError("the app failed after %d bytes" % len(chunk))
+        yield b"never"
+
+
+    def write_progress(environ, start_response):
+        """start_response's write() between sentinels: progress lines as the body arrives."""
+        sentinel = environ["aiowsgi.input_sentinel"]
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        total = 0
+        for chunk in environ["wsgi.input"]:
+            if chunk is sentinel:
+                yield sentinel
+                continue
+            total += len(chunk)
+            write(b"%d\\n" % total)
+        yield b"done %d\\n" % total
 
 
     def app(environ, start_response):
@@ -156,10 +201,16 @@ APPS_SOURCE = textwrap.dedent('''
             return Logged(path, read_body(environ, start_response, size, False))
         if path == "/readline":
             return Logged(path, read_body(environ, start_response, -1, True))
+        if path == "/readlines":
+            return Logged(path, readlines_body(environ, start_response))
         if path == "/echo":
             return Logged(path, echo(environ, start_response))
         if path == "/first-read":
             return Logged(path, first_read(environ, start_response))
+        if path == "/fail":
+            return Logged(path, fail_midway(environ, start_response))
+        if path == "/write":
+            return Logged(path, write_progress(environ, start_response))
         if path == "/no-read":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"not read"]
@@ -167,9 +218,24 @@ APPS_SOURCE = textwrap.dedent('''
         return [b"no such test app"]
 
 
+    def unmarked(environ, start_response):
+        """Not marked with streaming_input: what does it get?"""
+        stream = environ["wsgi.input"]
+        event(kind="call", path=environ["PATH_INFO"], method=environ["REQUEST_METHOD"],
+              content_length=environ.get("CONTENT_LENGTH"), same_sentinel=None)
+        if "aiowsgi.input_sentinel" in environ:
+            return app(environ, start_response)
+        body = stream.read()
+        return [answer(start_response, {"bytes": len(body), "seekable": stream.seekable(),
+                                        "sentinel": False})]
+
+
     if __name__ == "__main__":
         options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-        aiowsgi.serve(aiowsgi.streaming_input(app), bind="127.0.0.1:0", **options)
+        if options.pop("unmarked", False):
+            aiowsgi.serve(unmarked, bind="127.0.0.1:0", **options)
+        else:
+            aiowsgi.serve(aiowsgi.streaming_input(app), bind="127.0.0.1:0", **options)
 ''')
 
 # ---- helpers: a server subprocess, /proc figures, a raw HTTP/1.1 client ----------------------
@@ -469,6 +535,30 @@ def test_pipelined_requests_after_streamed_bodies_are_answered_in_order(start_ap
     assert hello_latency(c) < 5
 
 
+def test_stream_input_option_streams_an_unmarked_app(start_app):
+    srv = start_app(unmarked=True, stream_input=True)
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 10") + b"01234")
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "data"
+                             and e["bytes"] == 5]), srv.events()
+    c.send(b"56789")
+    status, _, body = c.read_response()
+    assert status == 200
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
+
+
+def test_unmarked_app_gets_the_whole_body_and_no_sentinel(start_app):
+    srv = start_app(unmarked=True)
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 10") + b"01234")
+    time.sleep(0.3)
+    assert len([e for e in srv.events() if e["kind"] == "call"]) == 0  # not called yet
+    c.send(b"56789")
+    status, _, body = c.read_response()
+    assert status == 200
+    assert json.loads(body) == {"bytes": 10, "seekable": True, "sentinel": False}
+
+
 def test_read_n_returns_at_most_n_what_is_buffered_and_empty_at_the_end(start_app):
     srv = start_app()
     data = payload(100_000, 9)
@@ -524,6 +614,21 @@ def test_readline_returns_lines_as_they_arrive(start_app):
         assert "\n" not in piece[:-1]
     assert "one\n" in result["lines"] and "three\n" in result["lines"]
     assert result["empty_after_end"]
+
+
+def test_readlines_returns_the_buffered_lines_and_loses_none(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/readlines", "Transfer-Encoding: chunked")
+           + chunk(b"line1\nline2\n"))
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "call"])
+    time.sleep(0.3)
+    c.send(chunk(b"line3\n") + b"0\r\n\r\n")
+    status, _, body = c.read_response()
+    result = json.loads(body)
+    assert status == 200
+    assert result["text"] == "line1\nline2\nline3\n", result
+    assert result["calls"][-1] == 0  # [] at the end of the body
 
 
 def test_read_with_nothing_buffered_raises_blocking_io_error(start_app):
@@ -667,10 +772,29 @@ def test_chunked_body_over_max_body_size_raises_request_too_large_and_413(start_
     status, headers, body = c.read_response()
     assert status == 413, (status, body, srv.stderr()[-2000:])
     assert headers.get("connection") == "close"
+    assert c.closed_by_server(timeout=5), "the connection was left open after the 413"
     errors = wait_for(lambda: [e for e in srv.events() if e["kind"] == "error"])
     assert errors and errors[0]["type"] == "RequestTooLarge", srv.events()[-5:]
     assert errors[0]["bytes"] <= 100_000
     assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+
+
+def test_malformed_chunked_body_mid_stream_is_a_400_and_the_connection_closes(start_app):
+    """The app was called at the head; then the body's framing turns out bad (a chunk longer
+    than its size). The app's read fails with an OSError, and the client gets 400 and a
+    closed connection, as for any malformed request (SPEC 4)."""
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Transfer-Encoding: chunked") + chunk(b"abc"))
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "sentinel"
+                             and e["bytes"] == 3]), srv.events()
+    c.send(b"5\r\nabcdefgh\r\n0\r\n\r\n")
+    status, headers, _ = c.read_response()
+    errors = wait_for(lambda: [e for e in srv.events() if e["kind"] == "error"])
+    assert errors and errors[0]["oserror"], srv.events()
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+    assert c.closed_by_server(timeout=5), "the connection was left open after the answer"
+    assert (status, headers.get("connection")) == (400, "close")
 
 
 def test_content_length_over_max_body_size_gets_413_without_calling_the_app(start_app):
@@ -748,8 +872,218 @@ def test_read_ahead_is_bounded_when_the_app_cannot_keep_up(start_app):
     assert rss_peak - rss_before < 32 * 1024
     c.sock.setblocking(True)
     c.close()
+    # the client left while the app was suspended on a full send queue: close() all the same
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"]), srv.events()
     other = Client(srv.port)
     assert hello_latency(other) < 1
+
+
+def test_app_error_mid_body_is_a_500_and_the_server_goes_on(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/fail", "Content-Length: 100000") + b"z" * 1000)
+    status, headers, _ = c.read_response()
+    assert status == 500
+    assert "ValueError: the app failed after" in srv.stderr()
+    assert headers.get("connection") == "close" or c.closed_by_server()
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "close"])
+    assert hello_latency(Client(srv.port)) < 1
+
+
+def test_write_between_sentinels_sends_progress_as_the_body_arrives(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/write", "Transfer-Encoding: chunked") + chunk(b"a" * 10))
+    status, headers = c.read_head()
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert c.read_until(b"\r\n") == b"3\r\n" and c.read_exact(5) == b"10\n\r\n"
+    c.send(chunk(b"b" * 5) + b"0\r\n\r\n")
+    assert c.read_until(b"0\r\n\r\n") == b"3\r\n15\n\r\n8\r\ndone 15\n\r\n0\r\n\r\n"
+
+
+def test_expect_100_continue_with_a_chunked_body(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Transfer-Encoding: chunked", "Expect: 100-continue"))
+    assert c.read_head()[0] == 100
+    c.send(chunk(b"after the 100") + b"0\r\n\r\n")
+    status, _, body = c.read_response()
+    assert status == 200
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"after the 100").hexdigest()
+
+
+def test_http10_body_streams_and_no_100_continue(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(b"POST /hash HTTP/1.0\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n")
+    time.sleep(0.2)
+    c.send(b"abcdef")
+    first = c.read_until(b"\r\n")
+    assert first.startswith(b"HTTP/1.1 200"), first  # no 100 for an HTTP/1.0 client
+    c.buf = first + c.buf
+    status, _, body = c.read_response()
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_empty_content_length_body_ends_at_once(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 0"))
+    status, _, body = c.read_response()
+    result = json.loads(body)
+    assert (status, result["bytes"], result["sentinels"]) == (200, 0, 0)
+    c.send(head("POST", "/hash", "Transfer-Encoding: chunked") + b"0\r\n\r\n")
+    status, _, body = c.read_response()
+    assert (status, json.loads(body)["bytes"]) == (200, 0)
+
+
+def test_concurrent_interleaved_uploads_each_get_their_own_body(start_app):
+    srv = start_app()
+    clients = [Client(srv.port) for _ in range(8)]
+    bodies = [payload(150_000 + 1000 * i, 100 + i) for i in range(8)]
+    for i, c in enumerate(clients):
+        framing = ("Transfer-Encoding: chunked" if i % 2
+                   else "Content-Length: %d" % len(bodies[i]))
+        c.send(head("PUT", "/hash", framing))
+    step = 7_000
+    for off in range(0, max(map(len, bodies)), step):
+        for i, c in enumerate(clients):
+            piece = bodies[i][off:off + step]
+            if piece:
+                c.send(chunk(piece) if i % 2 else piece)
+    for i, c in enumerate(clients):
+        if i % 2:
+            c.send(b"0\r\n\r\n")
+    for i, c in enumerate(clients):
+        status, _, body = c.read_response()
+        result = json.loads(body)
+        assert status == 200
+        assert (result["bytes"], result["sha256"]) == (len(bodies[i]),
+                                                      hashlib.sha256(bodies[i]).hexdigest())
+
+
+def test_graceful_stop_lets_a_paused_upload_finish(start_app):
+    srv = start_app()
+    c = Client(srv.port)
+    c.send(head("POST", "/hash", "Content-Length: 10") + b"01234")
+    assert wait_for(lambda: [e for e in srv.events() if e["kind"] == "sentinel"
+                             and e["bytes"] == 5]), srv.events()
+    srv.proc.send_signal(signal.SIGTERM)  # graceful: in-flight requests finish
+    time.sleep(0.3)
+    assert srv.proc.poll() is None
+    c.send(b"56789")
+    status, headers, body = c.read_response()
+    assert status == 200 and headers.get("connection") == "close"
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
+    assert srv.proc.wait(10) == 0
+
+
+# ---- the example and the documentation, run as a user would ---------------------------------
+
+
+def curl_upload(port, path, chunked):
+    """Upload ``path`` with curl (streamed from the file, as users do); returns the JSON."""
+    argv = ["curl", "-s", "-S", "--max-time", "60", "-T", str(path)]
+    if chunked:
+        argv += ["-H", "Transfer-Encoding: chunked"]
+    out = subprocess.run(argv + ["http://127.0.0.1:%d/" % port], capture_output=True,
+                         timeout=90, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_upload_hash_example_with_curl(tmp_path):
+    data = payload(3_000_000, 16)
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(data)
+    srv = Server([sys.executable, str(ROOT / "examples" / "upload_hash.py"), "0"], tmp_path)
+    try:
+        expected = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        assert curl_upload(srv.port, upload, chunked=False) == expected
+        assert curl_upload(srv.port, upload, chunked=True) == expected
+        c = Client(srv.port)
+        c.send(head("GET", "/"))
+        status, _, body = c.read_response()
+        assert status == 200 and b"curl -T" in body
+    finally:
+        srv.stop()
+    assert srv.proc.returncode == 0  # SIGTERM: a clean, graceful stop
+
+
+def test_upload_hash_example_through_the_command_line(tmp_path):
+    """``aiowsgi --chdir examples upload_hash:app``, as its docstring says: the app's own
+    mark makes it stream; --max-body-size lifts the 1 GiB default."""
+    srv = Server([sys.executable, "-m", "aiowsgi", "--chdir", str(ROOT / "examples"),
+                  "--bind", "127.0.0.1:0", "--max-body-size", str(1 << 40), "upload_hash:app"],
+                 tmp_path)
+    try:
+        data = payload(1_500_000, 19)
+        c = Client(srv.port)
+        c.send(head("PUT", "/", "Transfer-Encoding: chunked") + chunk(data[:1000]))
+        time.sleep(0.2)
+        c.send(chunk(data[1000:]) + b"0\r\n\r\n")
+        status, _, body = c.read_response()
+    finally:
+        srv.stop()
+    assert status == 200
+    assert json.loads(body) == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def test_upload_hash_example_under_a_server_without_streaming_input(tmp_path):
+    """The example is a plain WSGI app too: wsgiref gives it a complete, blocking input."""
+    runner = tmp_path / "wsgiref_runner.py"
+    runner.write_text(textwrap.dedent('''
+        import sys
+        from wsgiref.simple_server import make_server, WSGIRequestHandler
+        sys.path.insert(0, sys.argv[1])
+        from upload_hash import app
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        httpd = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+        print("Listening on http://127.0.0.1:%d" % httpd.server_port, flush=True)
+        httpd.serve_forever()
+    '''))
+    srv = Server([sys.executable, str(runner), str(ROOT / "examples")], tmp_path)
+    try:
+        data = payload(500_000, 17)
+        c = Client(srv.port)
+        c.send(head("POST", "/", "Content-Length: %d" % len(data), "Connection: close") + data)
+        status, _, body = c.read_response()
+    finally:
+        srv.stop()
+    assert status == 200
+    assert json.loads(body) == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def test_the_complete_example_of_the_documentation_works(tmp_path):
+    """docs/streaming.rst's "A complete example", saved and run the way it says."""
+    text = (ROOT / "docs" / "streaming.rst").read_text()
+    section = text.split("A complete example\n------------------\n", 1)[1]
+    block = section.split("::\n\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    source = "\n".join(lines)
+    assert 'bind="127.0.0.1:8000"' in source
+    app_file = tmp_path / "hash_app.py"
+    app_file.write_text(source.replace('bind="127.0.0.1:8000"', 'bind="127.0.0.1:0"'))
+    srv = Server([sys.executable, str(app_file)], tmp_path)
+    try:
+        data = payload(2_000_000, 18)
+        c = Client(srv.port)
+        c.send(head("PUT", "/", "Transfer-Encoding: chunked")
+               + b"".join(chunk(data[i:i + 65536]) for i in range(0, len(data), 65536))
+               + b"0\r\n\r\n")
+        status, _, body = c.read_response()
+    finally:
+        srv.stop()
+    assert status == 200
+    assert json.loads(body) == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 # ---- the issue's headline: a huge upload in constant memory, others served meanwhile -------
@@ -758,20 +1092,33 @@ UPLOADER = textwrap.dedent('''
     import hashlib, json, socket, sys, time
     port, total = int(sys.argv[1]), int(sys.argv[2])
     block = bytearray(hashlib.sha256(b"seed").digest() * 32768)   # 1 MiB
+
+
+    def pieces():
+        # the same bytes every time, each MiB different, never all in memory
+        sent, i = 0, 0
+        while sent < total:
+            block[:8] = i.to_bytes(8, "little")
+            piece = bytes(block[:min(len(block), total - sent)])
+            yield piece
+            sent += len(piece)
+            i += 1
+
+
+    # hash first, so that while the upload runs this process only sends (it shares the
+    # machine's cores with the server being measured)
     digest = hashlib.sha256()
+    for piece in pieces():
+        digest.update(piece)
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    print("start", flush=True)
     t0 = time.monotonic()
     sock.sendall(b"PUT /upload HTTP/1.1\\r\\nHost: test\\r\\nTransfer-Encoding: chunked\\r\\n"
                  b"Connection: close\\r\\n\\r\\n")
     sent = 0
-    i = 0
-    while sent < total:
-        block[:8] = i.to_bytes(8, "little")   # every MiB differs
-        piece = bytes(block[:min(len(block), total - sent)])
-        digest.update(piece)
+    for piece in pieces():
         sock.sendall(b"%x\\r\\n" % len(piece) + piece + b"\\r\\n")
         sent += len(piece)
-        i += 1
     sock.sendall(b"0\\r\\n\\r\\n")
     answer = b""
     while True:
@@ -803,6 +1150,10 @@ def test_huge_chunked_upload_constant_memory_and_others_served(tmp_path):
                               stdout=out, stderr=subprocess.STDOUT)
         latencies, rss_peak = [], rss_start
         deadline = time.monotonic() + 800
+        # wait until the uploader has hashed its data and connected
+        while (up.poll() is None and time.monotonic() < deadline
+               and not (tmp_path / "uploader.out").read_text().startswith("start")):
+            time.sleep(0.05)
         next_hello = time.monotonic()
         while up.poll() is None and time.monotonic() < deadline:
             rss_peak = max(rss_peak, srv.rss_kb())
