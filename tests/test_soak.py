@@ -3,7 +3,8 @@ must end with the memory and the descriptors it had after warm-up.
 
 Kinds: one-item list, two-item list, generator, write(), file wrapper over a real file
 (sendfile) and over BytesIO, exception before and after the headers, client disconnect in the
-middle of a 1 MiB response, pipelined requests, chunked and Content-Length uploads, HEAD, a
+middle of a 1 MiB response, pipelined requests, chunked and Content-Length uploads (spooled
+to a temporary file), HEAD, a
 malformed request (400), and the streaming-input protocol (second server).
 
 The default count: 100,000 requests on the buffered server (20,000 of warm-up, then
@@ -160,7 +161,9 @@ def refcount(server):
 
 @pytest.mark.parametrize("mode", ["buffered", "streaming"])
 def test_soak_every_kind_of_app_leaks_no_memory_fds_or_references(tmp_path, mode):
-    server = ServerProcess(str(tmp_path), stream_input=mode == "streaming", keepalive=5)
+    # spool_threshold 16 KiB: the 20 KiB and 30 KiB uploads go through a temporary file
+    server = ServerProcess(str(tmp_path), stream_input=mode == "streaming", keepalive=5,
+                           spool_threshold=16384)
     try:
         client = Client(server.address, mode == "streaming")
         count = REQUESTS if mode == "buffered" else REQUESTS // 2
