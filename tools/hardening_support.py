@@ -22,6 +22,8 @@ import weakref
 HERE = os.path.dirname(os.path.abspath(__file__))
 SLOW = float(os.environ.get("AIOWSGI_SLOW", "1"))
 WRAPPER = shlex.split(os.environ.get("AIOWSGI_SERVER_WRAPPER", ""))
+# RSS means nothing under valgrind (its own memory) or ASan (its quarantine of freed blocks)
+RSS_MEANINGFUL = not WRAPPER and not os.environ.get("AIOWSGI_SKIP_RSS_CHECKS")
 
 
 def aiowsgi_root():
