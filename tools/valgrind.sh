@@ -14,7 +14,7 @@ OUT=build/valgrind
 rm -rf "$OUT"
 mkdir -p "$OUT"
 export PYTHONMALLOC=malloc
-export AIOWSGI_SLOW=10
+export AIOWSGI_SLOW=5
 export AIOWSGI_SOAK_REQUESTS=${VALGRIND_SOAK_REQUESTS:-600}
 export AIOWSGI_SERVER_WRAPPER="valgrind --tool=memcheck --error-exitcode=99 \
   --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
