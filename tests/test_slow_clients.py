@@ -16,7 +16,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from hardening_support import SLOW, ServerProcess, connect, read_response  # noqa: E402
+from hardening_support import RSS_MEANINGFUL, SLOW, ServerProcess, connect, read_response  # noqa: E402
 
 N_SLOW = 300
 HEADER_TIMEOUT = 2.0
@@ -132,7 +132,8 @@ def test_slowloris_clients_are_cut_at_the_header_timeout_without_starving_others
     assert times[0] >= HEADER_TIMEOUT - 0.3, "closed too early: %.2f s" % times[0]
     assert times[-1] <= HEADER_TIMEOUT * SLOW + 1.5, "closed too late: %.2f s" % times[-1]
     # bounded memory: 300 partial heads cost a few pooled 16 KiB buffers each, not more
-    assert peak_rss - base_rss < 24 * 1024, "RSS grew by %d KiB" % (peak_rss - base_rss)
+    if RSS_MEANINGFUL:
+        assert peak_rss - base_rss < 24 * 1024, "RSS grew by %d KiB" % (peak_rss - base_rss)
     # the normal client was served throughout, without starving
     assert not normal.errors, normal.errors[:3]
     assert len(normal.latencies) >= 50, "only %d normal requests" % len(normal.latencies)

@@ -3,12 +3,15 @@
 127.0.0.1 TCP socket to a real aiowsgi process.
 
 Under a sanitizer or valgrind everything is slower; AIOWSGI_SLOW=N multiplies the time limits.
+AIOWSGI_SERVER_WRAPPER (e.g. "valgrind --tool=memcheck ...") is put in front of the server's
+command line: only the server runs under it, the test client stays fast.
 """
 
 import json
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,6 +21,9 @@ import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SLOW = float(os.environ.get("AIOWSGI_SLOW", "1"))
+WRAPPER = shlex.split(os.environ.get("AIOWSGI_SERVER_WRAPPER", ""))
+# RSS means nothing under valgrind (its own memory) or ASan (its quarantine of freed blocks)
+RSS_MEANINGFUL = not WRAPPER and not os.environ.get("AIOWSGI_SKIP_RSS_CHECKS")
 
 
 def aiowsgi_root():
@@ -34,7 +40,7 @@ class ServerProcess:
         open(self.record_path, "w").close()
         env = dict(os.environ, AIOWSGI_IMPORT_FROM=aiowsgi_root())
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "hardening_server.py"), self.record_path,
+            WRAPPER + [sys.executable, os.path.join(HERE, "hardening_server.py"), self.record_path,
              json.dumps(options)], stdout=subprocess.PIPE, env=env)
         ready, _, _ = select.select([self.proc.stdout], [], [], 30 * SLOW)
         line = self.proc.stdout.readline().decode().strip() if ready else ""
