@@ -21,8 +21,13 @@ without streaming input the app reads its fully buffered ``wsgi.input`` the clas
 
 import hashlib
 import json
+import os
+import sys
 
-import aiowsgi
+if __name__ == "__main__":  # run from a checkout (built in place): aiowsgi is one folder up
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aiowsgi  # noqa: E402
 
 BLOCK = 64 * 1024
 
@@ -79,8 +84,6 @@ def app(environ, start_response):
 
 
 if __name__ == "__main__":
-    import sys
-
     bind = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000"
     if bind.isdigit():
         bind = "127.0.0.1:" + bind
