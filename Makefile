@@ -50,3 +50,6 @@ serve: sysdeps build
 
 clean:
 	rm -rf build aiowsgi/*.so *.egg-info
+
+# Sanitizers, fuzzing, valgrind, refcount soak (issue 8): `make hardening`.
+include hardening.mk
