@@ -369,8 +369,10 @@ def summarize(runs):
 # ---------------------------------------------------------------------------------------------
 
 def make_data(workdir):
+    # nginx's worker drops root for nobody: the files and the folders above them must be readable.
+    os.chmod(workdir, 0o755)
     data = os.path.join(workdir, "data")
-    os.makedirs(data, exist_ok=True)
+    os.makedirs(data, mode=0o755, exist_ok=True)
     for name, size in (("13k", 13 * 1024), ("1m", MB), ("file", 13 * MB)):
         with open(os.path.join(data, name), "wb") as f:
             f.write(b"x" * size)
@@ -500,7 +502,9 @@ def main(argv=None):
     cases = args.cases or (QUICK_CASES if quick else FULL_CASES)
     name = args.out or ("quick" if quick else "full")
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Also SIGINT: a runner started in the background inherits it ignored.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_sigterm)
     _raise_nofile()
     versions, unavailable, tools = inventory()
     wanted = args.servers.split(",") if args.servers else [s.name for s in SERVERS]

@@ -62,12 +62,17 @@ def _granian(app, port, idle, work):
 
 
 def _uwsgi(app, port, idle, work):
-    # --http11-socket: uWSGI's native HTTP/1.1 with keep-alive, no separate router process.
+    # --http-socket: uWSGI's native HTTP, no router process.  Not --http11-socket: with keep-alive
+    # one sync worker stays on its first connection and starves the other 99 (or 999), so wrk
+    # would time a single connection.  Here every request costs a new connection, as with
+    # gunicorn's sync worker.
     module, _, attr = app.partition(":")
-    return [_bin("uwsgi"), "--http11-socket", "127.0.0.1:%d" % port, "--pythonpath", HERE,
+    return [_bin("uwsgi"), "--http-socket", "127.0.0.1:%d" % port, "--pythonpath", HERE,
             "--module", module, "--callable", attr or "app", "--processes", "1",
             "--listen", "2048", "--max-fd", str(LIMIT + 100), "--disable-logging", "--need-app",
-            "--die-on-term", "--buffer-size", "65535", "--post-buffering", "0", "--quiet"]
+            "--die-on-term", "--buffer-size", "65535",
+            # Without it wrk counts every close after a response as a read error.
+            "--add-header", "Connection: close"]
 
 
 NGINX_CONF = """
