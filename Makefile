@@ -38,7 +38,7 @@ test: deps build
 	$(PYTHON) -m pytest -q tests
 
 serve: sysdeps build
-	$(PYTHON) examples/hello.py
+	PYTHONPATH=$(CURDIR) $(PYTHON) examples/hello.py
 
 clean:
 	rm -rf build aiowsgi/*.so *.egg-info

@@ -1,4 +1,13 @@
-"""The smallest WSGI app.  Run: ``python examples/hello.py`` (or ``aiowsgi examples.hello:app``)."""
+"""The smallest WSGI app, with no framework.
+
+Run it, then open http://127.0.0.1:8000/ ::
+
+    python examples/hello.py                  # on 127.0.0.1:8000 (what ``make serve`` runs)
+    python examples/hello.py 127.0.0.1:9000   # any bind address aiowsgi understands
+    aiowsgi --chdir examples hello:app        # the same app through the command line
+"""
+
+import sys
 
 
 def app(environ, start_response):
@@ -11,4 +20,4 @@ def app(environ, start_response):
 if __name__ == "__main__":
     import aiowsgi
 
-    aiowsgi.serve(app, bind="127.0.0.1:8000")
+    aiowsgi.serve(app, bind=sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000")
