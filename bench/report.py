@@ -46,9 +46,12 @@ def targets(results):
     lines = ["## Targets", "",
              "Ratios are aiowsgi ÷ peer, medians of the runs above.  For CPU per request and RSS "
              "lower is better (ratio < 1 beats the peer); for requests/s higher is better.", ""]
-    if not results["summary"] or not any(k.startswith("aiowsgi|") for k in results["summary"]):
-        lines.append("aiowsgi was not measured in this run, so no target can be checked.")
+    if not any(k.startswith("aiowsgi|") for k in results["summary"]) \
+            and "aiowsgi" not in results.get("saturate", {}):
+        lines += ["aiowsgi was not measured in this run, so no target can be checked.", ""]
     rows = []
+    if not results["summary"]:  # saturation only (--no-matrix)
+        results = dict(results, config=dict(results["config"], cases=[]))
     case = _find_case(results, "hello@100")
     if case:
         a = _value(results, "aiowsgi", case, "cpu_us_per_req")

@@ -314,7 +314,7 @@ def inventory():
             unavailable[server.name] = why
     tools = {"wrk": _command_output(["wrk", "-v"]), "python": platform.python_version()}
     if tools["wrk"]:
-        tools["wrk"] = tools["wrk"].splitlines()[0]
+        tools["wrk"] = tools["wrk"].split()[1]  # "wrk 4.1.0 [epoll] Copyright ..."
     for pkg in ("bottle", "flask", "matplotlib"):
         try:
             tools[pkg] = importlib.metadata.version(pkg)
