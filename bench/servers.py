@@ -28,7 +28,9 @@ def _serve(name):
 
 def _aiowsgi(app, port, idle, work):
     # Once the CLI exists it is the way in (master + 1 worker, as users run it).
-    if os.path.exists(os.path.join(ROOT, "aiowsgi", "cli.py")) and os.environ.get("BENCH_AIOWSGI_CLI") != "0":
+    # BENCH_AIOWSGI_CLI=0 keeps the in-process launcher (no master process) for comparison.
+    if os.path.exists(os.path.join(ROOT, "aiowsgi", "__main__.py")) \
+            and os.environ.get("BENCH_AIOWSGI_CLI") != "0":
         cmd = [sys.executable, "-m", "aiowsgi", "--bind", "127.0.0.1:%d" % port, "--workers", "1"]
         return cmd + (["--keepalive", str(idle)] if idle else []) + [app]
     return _serve("aiowsgi")(app, port, idle, work)
@@ -58,7 +60,9 @@ def _waitress(app, port, idle, work):
 def _granian(app, port, idle, work):
     return [_bin("granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--runtime-threads", "1", "--blocking-threads", "1", "--no-ws",
-            "--backlog", "2048", "--log-level", "warning", app]
+            "--backlog", "2048", "--log-level", "warning",
+            # Its default (the backlog) caps open keep-alive connections near 2 x 2048.
+            "--backpressure", str(LIMIT), app]
 
 
 def _uwsgi(app, port, idle, work):
