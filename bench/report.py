@@ -191,18 +191,21 @@ def saturate_table(results):
     lines = ["## Connection flood (bench/saturate)", "",
              "idle: %s keep-alive connections, one request each, then held; slowloris: as many "
              "connections sending one header line per second for %s s.  A probe is a fresh "
-             "connection with one GET (5 s timeout)." % (
+             "connection with one GET (5 s timeout).  *No keep-alive*: connections the server "
+             "answered with `Connection: close` (the client then closes them, as clients do).  "
+             "*Open after*: held connections the server had not closed when the probes were "
+             "done." % (
                  _thousands(results["config"].get("saturate_conns")),
                  results["config"].get("slow_hold_s")), "",
-             "| server | idle held | open after | RSS/conn (KB) | idle probe ok | idle probe median (ms) "
+             "| server | idle held | no keep-alive | open after | RSS/conn (KB) | idle probe ok | idle probe median (ms) "
              "| slow held | cut by server | cut after (s) | slow probe ok | slow probe max (ms) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for server, entry in sat.items():
         idle, slow = entry.get("idle", {}), entry.get("slowloris", {})
         idle_p, slow_p = idle.get("probe_during", {}), slow.get("probe_during", {})
         cells = [
             "fail" if idle.get("failure") else "%s" % idle.get("held"),
-            idle.get("open_after_probe"), idle.get("rss_per_conn_kb"),
+            idle.get("declined_keepalive"), idle.get("open_after_probe"), idle.get("rss_per_conn_kb"),
             "%s/%s" % (idle_p.get("answered"), idle_p.get("probes")) if idle_p else "",
             idle_p.get("median_ms"),
             "fail" if slow.get("failure") else slow.get("held"), slow.get("cut_by_server"),
