@@ -126,6 +126,9 @@ METRICS = [
     ("Requests per second", "rps", lambda v: _fmt(v)),
     ("Server CPU time per request (µs, utime+stime of the server's processes)", "cpu_us_per_req",
      lambda v: _fmt(v, 1)),
+    ("Server CPU time per MB the client received (µs/MB; the fair measure for big responses "
+     "at 1000 connections, where few finish within a run)", "cpu_us_per_mb", lambda v: _fmt(v)),
+    ("Throughput received by the client (MB/s)", "mb_per_s", lambda v: _fmt(v, 1)),
     ("Latency p50 (ms)", "p50_ms", lambda v: _fmt(v, 2)),
     ("Latency p99 (ms)", "p99_ms", lambda v: _fmt(v, 2)),
     ("Errors (wrk: connect, read, write, timeout, non-2xx)", "errors", lambda v: _fmt(v)),

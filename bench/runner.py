@@ -250,6 +250,8 @@ def measure(running, workload, conns, duration, warmup, scriptdir):
         "error_detail": {k: stats[k] for k in ("connect", "read", "write", "timeout", "status")},
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_us_per_req": (cpu1 - cpu0) / requests * 1e6 if requests else None,
+        # Large responses at 1000 connections: few finish within a run, but every byte counts.
+        "cpu_us_per_mb": (cpu1 - cpu0) * 1e6 / (stats["bytes"] / MB) if stats["bytes"] else None,
         "peak_rss_kb": procstat.memory_kb(running.pid, "VmHWM"),
         "rss_kb": procstat.memory_kb(running.pid, "VmRSS"),
         "processes": len(procstat.tree(running.pid)),
@@ -356,8 +358,8 @@ def summarize(runs):
             entry["failed"] = group[-1].get("failure", "no result")
         else:
             for key in ("rps", "mb_per_s", "p50_ms", "p99_ms", "errors", "cpu_us_per_req",
-                        "peak_rss_kb"):
-                values = [r["result"][key] for r in ok if r["result"][key] is not None]
+                        "cpu_us_per_mb", "peak_rss_kb"):
+                values = [r["result"].get(key) for r in ok if r["result"].get(key) is not None]
                 entry[key] = statistics.median(values) if values else None
             died = [r for r in ok if r.get("server_died")]
             if died:
