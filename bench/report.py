@@ -294,9 +294,17 @@ def write_plot(results, path):
     return True
 
 
+def output_names(results):
+    """table.md and plot.png for the quick and full runs; NAME-table.md etc. for --out NAME."""
+    mode = results.get("mode")
+    prefix = "" if mode in ("quick", "full") else mode + "-"
+    return prefix + "table.md", prefix + "plot.png"
+
+
 def write(results, resultsdir):
-    write_table(results, os.path.join(resultsdir, "table.md"))
-    write_plot(results, os.path.join(resultsdir, "plot.png"))
+    table, plot = output_names(results)
+    write_table(results, os.path.join(resultsdir, table))
+    write_plot(results, os.path.join(resultsdir, plot))
 
 
 if __name__ == "__main__":

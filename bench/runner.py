@@ -558,8 +558,8 @@ def main(argv=None):
     results["interrupted"] = interrupted
     save()
     report.write(results, resultsdir)
-    log("wrote %s, %s, %s" % (out_json, os.path.join(resultsdir, "table.md"),
-                              os.path.join(resultsdir, "plot.png")))
+    log("wrote %s, %s" % (out_json, ", ".join(os.path.join(resultsdir, n)
+                                               for n in report.output_names(results))))
     return 130 if interrupted else 0
 
 

@@ -17,6 +17,10 @@ if command -v apt-get >/dev/null 2>&1; then
     [ -f /usr/include/ev.h ] || missing="$missing libev-dev"
     command -v taskset >/dev/null || missing="$missing util-linux"
     command -v cc >/dev/null || missing="$missing build-essential"
+    # Debian's own python3 needs these for venvs and for the peers' C extensions.
+    "$PYTHON" -c "import ensurepip" 2>/dev/null || missing="$missing python3-venv"
+    "$PYTHON" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
+        2>/dev/null || missing="$missing python3-dev"
     if [ -n "$missing" ]; then
         say "apt-get install$missing"
         apt-get update -qq || exit 1
