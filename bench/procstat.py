@@ -47,16 +47,30 @@ def cpu_seconds(root):
     return total / TICK
 
 
+def _field_kb(path, key):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def memory_kb(root, key):
-    """Sum of one /proc/PID/status field (``VmRSS``, ``VmHWM``) over the tree, in KiB."""
-    total = 0
-    for pid in tree(root):
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith(key + ":"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            continue
-    return total
+    """Sum of one /proc/PID/status field (``VmRSS``, ``VmHWM``) over the tree, in KiB.
+
+    Pages a forked worker still shares with its master are counted in both, so for servers with
+    a master process this overstates; see ``largest_kb`` and ``pss_kb``."""
+    return sum(_field_kb("/proc/%d/status" % pid, key) for pid in tree(root))
+
+
+def largest_kb(root, key):
+    """The largest value of a /proc/PID/status field among the tree's processes (the worker)."""
+    return max([_field_kb("/proc/%d/status" % pid, key) for pid in tree(root)] or [0])
+
+
+def pss_kb(root):
+    """Proportional set size of the tree now: shared pages divided among their sharers."""
+    return sum(_field_kb("/proc/%d/smaps_rollup" % pid, "Pss") for pid in tree(root))

@@ -72,10 +72,12 @@ def targets(results):
             b = _value(results, "fastwsgi", case, key)
             rows.append(("1 MB @1000 conns: %s vs fastwsgi" % label, _ratio(a, b),
                          "%s vs %s %s" % (_fmt(a, 1), _fmt(b, 1), unit)))
-        a = _value(results, "aiowsgi", case, "peak_rss_kb")
-        b = _value(results, "fastwsgi", case, "peak_rss_kb")
-        rows.append(("1 MB @1000 conns: peak RSS vs fastwsgi", _ratio(a, b),
-                     "%s vs %s MB" % (_mb(a), _mb(b))))
+        for key, label in (("peak_rss_largest_kb", "peak RSS of the worker process"),
+                           ("peak_rss_kb", "peak RSS, all processes")):
+            a = _value(results, "aiowsgi", case, key)
+            b = _value(results, "fastwsgi", case, key)
+            rows.append(("1 MB @1000 conns: %s vs fastwsgi" % label, _ratio(a, b),
+                         "%s vs %s MB" % (_mb(a), _mb(b))))
     sat = results.get("saturate", {})
     mine = sat.get("aiowsgi", {}).get("idle", {})
     if sat:
@@ -132,7 +134,11 @@ METRICS = [
     ("Latency p50 (ms)", "p50_ms", lambda v: _fmt(v, 2)),
     ("Latency p99 (ms)", "p99_ms", lambda v: _fmt(v, 2)),
     ("Errors (wrk: connect, read, write, timeout, non-2xx)", "errors", lambda v: _fmt(v)),
-    ("Peak RSS (MB, VmHWM summed over the server's processes)", "peak_rss_kb", _mb),
+    ("Peak RSS (MB, VmHWM summed over the server's processes; a forked worker's pages shared "
+     "with its master count twice)", "peak_rss_kb", _mb),
+    ("Peak RSS of the largest process (MB, VmHWM: the worker)", "peak_rss_largest_kb", _mb),
+    ("PSS at the end of the run (MB, summed over the processes, shared pages split)", "pss_kb",
+     _mb),
 ]
 
 

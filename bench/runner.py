@@ -253,6 +253,8 @@ def measure(running, workload, conns, duration, warmup, scriptdir):
         # Large responses at 1000 connections: few finish within a run, but every byte counts.
         "cpu_us_per_mb": (cpu1 - cpu0) * 1e6 / (stats["bytes"] / MB) if stats["bytes"] else None,
         "peak_rss_kb": procstat.memory_kb(running.pid, "VmHWM"),
+        "peak_rss_largest_kb": procstat.largest_kb(running.pid, "VmHWM"),
+        "pss_kb": procstat.pss_kb(running.pid),
         "rss_kb": procstat.memory_kb(running.pid, "VmRSS"),
         "processes": len(procstat.tree(running.pid)),
     }
@@ -358,7 +360,7 @@ def summarize(runs):
             entry["failed"] = group[-1].get("failure", "no result")
         else:
             for key in ("rps", "mb_per_s", "p50_ms", "p99_ms", "errors", "cpu_us_per_req",
-                        "cpu_us_per_mb", "peak_rss_kb"):
+                        "cpu_us_per_mb", "peak_rss_kb", "peak_rss_largest_kb", "pss_kb"):
                 values = [r["result"].get(key) for r in ok if r["result"].get(key) is not None]
                 entry[key] = statistics.median(values) if values else None
             died = [r for r in ok if r.get("server_died")]
