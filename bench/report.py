@@ -1,0 +1,321 @@
+"""Turn a results JSON into results/table.md and results/plot.png.
+
+Also runnable alone to redraw from a saved run: ``bench/.venv/bin/python bench/report.py
+bench/results/quick.json``.  The "targets" section states the ratios the project is judged by, so
+they can be quoted without doing arithmetic on noisy absolute numbers.
+"""
+
+import json
+import os
+import sys
+
+REFERENCE = "nginx"  # the C reference, not a WSGI server: left out of "best peer"
+
+
+def _entry(results, server, case):
+    e = results["summary"].get("%s|%s" % (server, case))
+    return e if e and not e.get("failed") else None
+
+
+def _value(results, server, case, key):
+    e = _entry(results, server, case)
+    return e.get(key) if e else None
+
+
+def _ratio(a, b):
+    return "%.2f" % (a / b) if a is not None and b else "n/a"
+
+
+def _best_peer(results, case, key="rps", exclude=("aiowsgi",)):
+    """The other WSGI server with the highest ``key`` on ``case``: (name, value)."""
+    best = (None, None)
+    for server in results["config"]["servers"]:
+        if server in exclude or server == REFERENCE:
+            continue
+        v = _value(results, server, case, key)
+        if v is not None and (best[1] is None or v > best[1]):
+            best = (server, v)
+    return best
+
+
+def _find_case(results, prefix):
+    return next((c for c in results["config"]["cases"] if c.startswith(prefix)), None)
+
+
+def targets(results):
+    lines = ["## Targets", "",
+             "Ratios are aiowsgi ÷ peer, medians of the runs above.  For CPU per request and RSS "
+             "lower is better (ratio < 1 beats the peer); for requests/s higher is better.", ""]
+    if not any(k.startswith("aiowsgi|") for k in results["summary"]) \
+            and "aiowsgi" not in results.get("saturate", {}):
+        lines += ["aiowsgi was not measured in this run, so no target can be checked.", ""]
+    rows = []
+    if not results["summary"]:  # saturation only (--no-matrix)
+        results = dict(results, config=dict(results["config"], cases=[]))
+    case = _find_case(results, "hello@100")
+    if case:
+        a = _value(results, "aiowsgi", case, "cpu_us_per_req")
+        b = _value(results, "bjoern", case, "cpu_us_per_req")
+        rows.append(("hello @100 conns: CPU per request vs bjoern", _ratio(a, b),
+                     "%s vs %s µs" % (_fmt(a, 1), _fmt(b, 1))))
+    case = _find_case(results, "pipelined@")
+    if case:
+        a = _value(results, "aiowsgi", case, "rps")
+        peer, b = _best_peer(results, case)
+        rows.append(("pipelined (16 deep): req/s vs fastest other WSGI server (%s)" % peer,
+                     _ratio(a, b), "%s vs %s req/s" % (_fmt(a), _fmt(b))))
+    case = _find_case(results, "1m@1000")
+    if case:
+        for key, label, unit in (("rps", "req/s", "req/s"), ("cpu_us_per_req", "CPU per request",
+                                                               "µs")):
+            a = _value(results, "aiowsgi", case, key)
+            b = _value(results, "fastwsgi", case, key)
+            rows.append(("1 MB @1000 conns: %s vs fastwsgi" % label, _ratio(a, b),
+                         "%s vs %s %s" % (_fmt(a, 1), _fmt(b, 1), unit)))
+        for key, label in (("peak_rss_largest_kb", "peak RSS of the worker process"),
+                           ("peak_rss_kb", "peak RSS, all processes")):
+            a = _value(results, "aiowsgi", case, key)
+            b = _value(results, "fastwsgi", case, key)
+            rows.append(("1 MB @1000 conns: %s vs fastwsgi" % label, _ratio(a, b),
+                         "%s vs %s MB" % (_mb(a), _mb(b))))
+    sat = results.get("saturate", {})
+    mine = sat.get("aiowsgi", {}).get("idle", {})
+    if sat:
+        a = mine.get("rss_per_conn_kb")
+        for peer in ("bjoern", "fastwsgi"):
+            b = sat.get(peer, {}).get("idle", {}).get("rss_per_conn_kb")
+            rows.append(("%s idle conns: RSS per connection vs %s" % (
+                _thousands(results["config"].get("saturate_conns")), peer), _ratio(a, b),
+                "%s vs %s KB" % (_fmt(a, 2), _fmt(b, 2))))
+        if mine:
+            during = mine.get("probe_during", {})
+            rows.append(("idle flood: normal client still served", "%s/%s" % (
+                during.get("answered"), during.get("probes")),
+                "median %s ms, %s of %s conns held" % (during.get("median_ms"), mine.get("held"),
+                                                       mine.get("target"))))
+    for framework in ("bottle", "flask"):
+        case = _find_case(results, framework + "@100")
+        if case:
+            a = _value(results, "aiowsgi", case, "rps")
+            peer, b = _best_peer(results, case)
+            rows.append(("%s hello @100: req/s vs fastest other WSGI server (%s)" % (
+                framework, peer), _ratio(a, b), "%s vs %s req/s" % (_fmt(a), _fmt(b))))
+            a = _value(results, "aiowsgi", case, "cpu_us_per_req")
+            b = _value(results, "bjoern", case, "cpu_us_per_req")
+            rows.append(("%s hello @100: CPU per request vs bjoern" % framework, _ratio(a, b),
+                         "%s vs %s µs" % (_fmt(a, 1), _fmt(b, 1))))
+    if rows:
+        lines += ["| target | ratio | medians |", "|---|---:|---|"]
+        lines += ["| %s | %s | %s |" % row for row in rows]
+    return lines
+
+
+def _fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+def _mb(kb):
+    return "n/a" if kb is None else "%.1f" % (kb / 1024)
+
+
+def _thousands(n):
+    return "{:,}".format(n) if n else "?"
+
+
+METRICS = [
+    ("Requests per second", "rps", lambda v: _fmt(v)),
+    ("Server CPU time per request (µs, utime+stime of the server's processes)", "cpu_us_per_req",
+     lambda v: _fmt(v, 1)),
+    ("Server CPU time per MB the client received (µs/MB; the fair measure for big responses "
+     "at 1000 connections, where few finish within a run)", "cpu_us_per_mb", lambda v: _fmt(v)),
+    ("Throughput received by the client (MB/s)", "mb_per_s", lambda v: _fmt(v, 1)),
+    ("Latency p50 (ms)", "p50_ms", lambda v: _fmt(v, 2)),
+    ("Latency p99 (ms)", "p99_ms", lambda v: _fmt(v, 2)),
+    ("Errors (wrk: connect, read, write, timeout, non-2xx)", "errors", lambda v: _fmt(v)),
+    ("Peak RSS (MB, VmHWM summed over the server's processes; a forked worker's pages shared "
+     "with its master count twice)", "peak_rss_kb", _mb),
+    ("Peak RSS of the largest process (MB, VmHWM: the worker)", "peak_rss_largest_kb", _mb),
+    ("PSS at the end of the run (MB, summed over the processes, shared pages split)", "pss_kb",
+     _mb),
+]
+
+
+def metric_tables(results):
+    cases = results["config"]["cases"]
+    servers = results["config"]["servers"]
+    notes, lines = {}, []
+    for title, key, fmt in METRICS:
+        lines += ["### " + title, "", "| server | " + " | ".join(cases) + " |",
+                  "|---|" + "---:|" * len(cases)]
+        for server in servers:
+            cells = []
+            for case in cases:
+                e = results["summary"].get("%s|%s" % (server, case))
+                if e is None:
+                    cells.append("")
+                elif e.get("failed"):
+                    mark = notes.setdefault((server, case), len(notes) + 1)
+                    cells.append("fail[%d]" % mark)
+                else:
+                    cell = fmt(e.get(key))
+                    if e.get("server_died"):
+                        mark = notes.setdefault((server, case), len(notes) + 1)
+                        cell += " died[%d]" % mark
+                    cells.append(cell)
+            lines.append("| %s | %s |" % (server, " | ".join(cells)))
+        lines.append("")
+    if notes:
+        lines += ["Failures:", ""]
+        for (server, case), mark in sorted(notes.items(), key=lambda kv: kv[1]):
+            e = results["summary"]["%s|%s" % (server, case)]
+            why = e.get("failed") or "server process died during %s run(s)" % e.get("server_died")
+            lines.append("%d. %s, %s: %s" % (mark, server, case, " ".join(str(why).split())[:300]))
+        lines.append("")
+    return lines
+
+
+def saturate_line(entry):
+    if not entry:
+        return "n/a"
+    if entry.get("failure"):
+        return "failed: " + " ".join(entry["failure"].split())[:200]
+    during = entry.get("probe_during", {})
+    probe = "probe %s/%s answered, median %s ms, max %s ms" % (
+        during.get("answered"), during.get("probes"), during.get("median_ms"), during.get("max_ms"))
+    if entry.get("mode") == "idle":
+        return "%s/%s held, %s open after, %s KB RSS/conn; %s" % (
+            entry.get("held"), entry.get("target"), entry.get("open_after_probe"),
+            entry.get("rss_per_conn_kb"), probe)
+    return "%s/%s held, %s cut by server (median after %s s); %s" % (
+        entry.get("held"), entry.get("target"), entry.get("cut_by_server"),
+        entry.get("median_cut_after_s"), probe)
+
+
+def saturate_table(results):
+    sat = results.get("saturate") or {}
+    if not sat:
+        return []
+    lines = ["## Connection flood (bench/saturate)", "",
+             "idle: %s keep-alive connections, one request each, then held; slowloris: as many "
+             "connections sending one header line per second for %s s.  A probe is a fresh "
+             "connection with one GET (5 s timeout).  *No keep-alive*: connections the server "
+             "answered with `Connection: close` (the client then closes them, as clients do).  "
+             "*Open after*: held connections the server had not closed when the probes were "
+             "done." % (
+                 _thousands(results["config"].get("saturate_conns")),
+                 results["config"].get("slow_hold_s")), "",
+             "| server | idle held | no keep-alive | open after | RSS/conn (KB) | idle probe ok | idle probe median (ms) "
+             "| slow held | cut by server | cut after (s) | slow probe ok | slow probe max (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for server, entry in sat.items():
+        idle, slow = entry.get("idle", {}), entry.get("slowloris", {})
+        idle_p, slow_p = idle.get("probe_during", {}), slow.get("probe_during", {})
+        cells = [
+            "fail" if idle.get("failure") else "%s" % idle.get("held"),
+            idle.get("declined_keepalive"), idle.get("open_after_probe"), idle.get("rss_per_conn_kb"),
+            "%s/%s" % (idle_p.get("answered"), idle_p.get("probes")) if idle_p else "",
+            idle_p.get("median_ms"),
+            "fail" if slow.get("failure") else slow.get("held"), slow.get("cut_by_server"),
+            slow.get("median_cut_after_s"),
+            "%s/%s" % (slow_p.get("answered"), slow_p.get("probes")) if slow_p else "",
+            slow_p.get("max_ms"),
+        ]
+        lines.append("| %s | %s |" % (server, " | ".join("" if c is None else str(c)
+                                                          for c in cells)))
+    lines.append("")
+    return lines
+
+
+def header(results):
+    cfg, m = results["config"], results["machine"]
+    lines = ["# aiowsgi benchmark: %s run of %s" % (results["mode"], results["started"]), "",
+             "Machine: %s, %s CPUs, Linux %s; load average at start %s.  Server on CPU %s, wrk on "
+             "CPU %s (taskset), one worker each; %d s per run after %d s warm-up, %d interleaved "
+             "repeat(s), medians shown.%s" % (
+                 m.get("cpu"), m.get("cpus"), m.get("kernel"),
+                 ", ".join("%.2f" % x for x in m.get("loadavg_at_start", [])),
+                 cfg["server_cpu"], cfg["client_cpu"], cfg["duration_s"], cfg["warmup_s"],
+                 cfg["repeats"], "  **Interrupted: partial results.**"
+                 if results.get("interrupted") else ""),
+             "", "Versions: " + "; ".join("%s %s" % kv for kv in sorted(results["versions"].items()))
+             + "; " + "; ".join("%s %s" % kv for kv in sorted(results["tools"].items())) + "."]
+    if results.get("unavailable"):
+        lines += ["", "Unavailable: " + "; ".join(
+            "%s (%s)" % (k, " ".join(str(v).split())[:160])
+            for k, v in sorted(results["unavailable"].items())) + "."]
+    lines += ["", "Cases are WORKLOAD@CONNECTIONS; `upload100m` sends 100 MB chunked per request "
+              "(MB/s = req/s × 100); `pipelined@100x16` keeps 16 requests in flight per "
+              "connection.  Numbers from a shared, noisy machine: compare ratios, not absolutes.",
+              ""]
+    return lines
+
+
+def write_table(results, path):
+    lines = header(results) + targets(results) + [""]
+    if results["summary"]:
+        lines += ["## Results", ""] + metric_tables(results)
+    lines += saturate_table(results)
+    with open(path, "w") as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+
+
+def write_plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    cases = results["config"]["cases"]
+    servers = [s for s in results["config"]["servers"]
+               if any(_entry(results, s, c) for c in cases)]
+    if not servers:
+        return False
+    fig, axes = plt.subplots(2, 1, figsize=(max(10, 1.6 * len(cases) + 3), 9), sharex=True)
+    width = 0.8 / len(servers)
+    colors = plt.get_cmap("tab10")
+    for ax, key, label in ((axes[0], "rps", "requests/s (log)"),
+                           (axes[1], "cpu_us_per_req", "server CPU µs per request (log)")):
+        for i, server in enumerate(servers):
+            xs, ys = [], []
+            for j, case in enumerate(cases):
+                v = _value(results, server, case, key)
+                if v:
+                    xs.append(j - 0.4 + width * (i + 0.5))
+                    ys.append(v)
+            ax.bar(xs, ys, width, label=server, color=colors(i % 10),
+                   edgecolor="black" if server == "aiowsgi" else None, linewidth=1.2)
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", which="major", alpha=0.3)
+    axes[1].set_xticks(range(len(cases)))
+    axes[1].set_xticklabels(cases, rotation=20, ha="right")
+    axes[0].legend(ncol=min(5, len(servers)), fontsize=8, loc="upper right")
+    axes[0].set_title("aiowsgi vs peers, %s run, one worker on one CPU (medians)" % results["mode"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def output_names(results):
+    """table.md and plot.png for the quick and full runs; NAME-table.md etc. for --out NAME."""
+    mode = results.get("mode")
+    prefix = "" if mode in ("quick", "full") else mode + "-"
+    return prefix + "table.md", prefix + "plot.png"
+
+
+def write(results, resultsdir):
+    table, plot = output_names(results)
+    write_table(results, os.path.join(resultsdir, table))
+    write_plot(results, os.path.join(resultsdir, plot))
+
+
+if __name__ == "__main__":
+    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(
+        os.path.abspath(__file__)), "results", "quick.json")
+    with open(src) as f:
+        data = json.load(f)
+    write(data, os.path.dirname(os.path.abspath(src)))
