@@ -757,7 +757,7 @@ def test_fifty_concurrent_downloads_of_a_100mb_file(start_app, tmp_path):
     assert latencies[-1] < HELLO_LIMIT_S
 
 
-# ---- the bottle example, run the way docs/files.rst says ------------------------------------
+# ---- the bottle example, run the way README.rst (Serving files) says ------------------------------------
 
 
 @pytest.fixture

@@ -1058,34 +1058,6 @@ def test_upload_hash_example_under_a_server_without_streaming_input(tmp_path):
     assert json.loads(body) == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def test_the_complete_example_of_the_documentation_works(tmp_path):
-    """docs/streaming.rst's "A complete example", saved and run the way it says."""
-    text = (ROOT / "docs" / "streaming.rst").read_text()
-    section = text.split("A complete example\n------------------\n", 1)[1]
-    block = section.split("::\n\n", 1)[1]
-    lines = []
-    for line in block.splitlines():
-        if line and not line.startswith("    "):
-            break
-        lines.append(line[4:])
-    source = "\n".join(lines)
-    assert 'bind="127.0.0.1:8000"' in source
-    app_file = tmp_path / "hash_app.py"
-    app_file.write_text(source.replace('bind="127.0.0.1:8000"', 'bind="127.0.0.1:0"'))
-    srv = Server([sys.executable, str(app_file)], tmp_path)
-    try:
-        data = payload(2_000_000, 18)
-        c = Client(srv.port)
-        c.send(head("PUT", "/", "Transfer-Encoding: chunked")
-               + b"".join(chunk(data[i:i + 65536]) for i in range(0, len(data), 65536))
-               + b"0\r\n\r\n")
-        status, _, body = c.read_response()
-    finally:
-        srv.stop()
-    assert status == 200
-    assert json.loads(body) == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
 # ---- the issue's headline: a huge upload in constant memory, others served meanwhile -------
 
 UPLOADER = textwrap.dedent('''
