@@ -435,7 +435,8 @@ int aw_response_headers(aw_conn_t *c, long long known_len)
         p = put(p, c->srv->date_line, c->srv->date_len);
     if (!f.has_server)
         p = put(p, LIT("Server: aiowsgi\r\n"));
-    p = put(p, conn_hdr, conn_len);
+    if (conn_hdr)
+        p = put(p, conn_hdr, conn_len); /* memcpy from NULL is undefined, even for 0 bytes */
     p = put(p, LIT("\r\n"));
     aw_out_commit(c, (size_t)(p - start));
     c->headers_sent = 1;
