@@ -233,8 +233,11 @@ static void answer_error(aw_conn_t *c, int status)
     if (status == 500 && PyErr_Occurred())
         aw_log_exception(c->srv, "internal error while handling a request");
     PyErr_Clear();
-    if (!c->headers_sent)
+    if (!c->headers_sent) {
         aw_response_error(c, status);
+        c->body_sent = strlen(aw_status_reason(status)) + 1;
+        access_log(c);
+    }
     c->linger = 1;
     c->state = AW_ST_CLOSING;
     aw_tlist_append(&c->srv->t_io, c, c->srv->now_ms);
@@ -242,17 +245,48 @@ static void answer_error(aw_conn_t *c, int status)
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
+/* For an answer the server gives before (or instead of) building the environ: the peer, and
+ * what the head said when it was read far enough. */
+static PyObject *minimal_environ(aw_conn_t *c)
+{
+    aw_state_t *st = c->srv->st;
+    PyObject *d = PyDict_New();
+    if (!d || PyDict_SetItem(d, st->k_REMOTE_ADDR, c->remote_addr) < 0 ||
+        PyDict_SetItem(d, st->k_REMOTE_PORT, c->remote_port) < 0)
+        goto error;
+    if (c->head_done && c->state == AW_ST_HEAD) {
+        PyObject *method = st->methods[c->parser.method & 63]; // borrowed
+        PyObject *uri = PyUnicode_DecodeLatin1(c->rbuf + c->head_start + c->url.off,
+                                               (Py_ssize_t)c->url.len, NULL);
+        int r = !uri || (method && PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0) ||
+                PyDict_SetItem(d, st->k_RAW_URI, uri) < 0 ||
+                PyDict_SetItem(d, st->k_SERVER_PROTOCOL,
+                               c->parser.http_minor ? st->v_http11 : st->v_http10) < 0;
+        Py_XDECREF(uri);
+        if (r)
+            goto error;
+    }
+    return d;
+error:
+    Py_XDECREF(d);
+    return NULL;
+}
+
+/* One access-log call per request: finished, refused by the server, or cut. */
 static void access_log(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
-    if (Py_IsNone(s->access_log) || !c->environ)
+    if (Py_IsNone(s->access_log))
         return;
-    PyObject *r = PyObject_CallFunction(s->access_log, "OiKd", c->environ, c->resp_status,
-                                        (unsigned long long)c->body_sent,
-                                        now_seconds() - c->t_start);
+    PyObject *env = c->environ ? Py_NewRef(c->environ) : minimal_environ(c);
+    PyObject *r = env ? PyObject_CallFunction(s->access_log, "OiKd", env, c->resp_status,
+                                              (unsigned long long)c->body_sent,
+                                              c->t_start ? now_seconds() - c->t_start : 0.0)
+                      : NULL;
     if (!r)
         aw_log_exception(s, "exception in the access log");
     Py_XDECREF(r);
+    Py_XDECREF(env);
 }
 
 static void reset_request(aw_conn_t *c)
@@ -270,6 +304,7 @@ static void reset_request(aw_conn_t *c)
     c->resp_cl = -1;
     c->resp_status = 0;
     c->body_sent = 0;
+    c->t_start = 0;
     c->wait = AW_WAIT_NONE;
 }
 
@@ -312,6 +347,8 @@ static int handle_pump(aw_conn_t *c, aw_pump_t outcome)
     case AW_PUMP_ABORT:
         /* cut: what is queued (earlier answers, part of this one) goes out if it can */
         aw_wsgi_finish(c);
+        if (!s->fatal)
+            access_log(c);
         if (!c->peer_gone && !s->fatal)
             flush(c);
         aw_conn_close(c);
@@ -343,6 +380,7 @@ static int head_complete(aw_conn_t *c)
     c->is_head = p->method == HTTP_HEAD;
     c->chunked_in = (p->flags & F_CHUNKED) != 0;
     int has_body = c->chunked_in || p->content_length > 0;
+    c->t_start = Py_IsNone(s->access_log) ? 0 : now_seconds();
     if (c->rpos - c->head_start > s->max_header_size)
         status = 431;
     if (!status)
@@ -354,7 +392,6 @@ static int head_complete(aw_conn_t *c)
         return 0;
     }
     c->expect_continue = p->http_minor >= 1 && has_body && has_expect_continue(c);
-    c->t_start = Py_IsNone(s->access_log) ? 0 : now_seconds();
     if (!(c->environ = aw_environ_build(c))) {
         answer_error(c, 500);
         return 0;

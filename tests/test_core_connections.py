@@ -3,6 +3,7 @@
 import http.client
 import time
 
+from tests.support import RSS_MEANINGFUL  # noqa: E402
 from tests.support import RawClient, build_request, chunked, wait_for
 
 
@@ -200,11 +201,12 @@ def test_pipelined_flood_unread_by_the_client_costs_bounded_memory(server_factor
         c.send(request * count)
         time.sleep(1.5)
         rss = srv.rss_kib()
-        assert rss < 100 * 1024, "server RSS %d KiB with unread pipelined responses" % rss
+        assert not RSS_MEANINGFUL or rss < 100 * 1024, \
+            "server RSS %d KiB with unread pipelined responses" % rss
         with RawClient(srv.host, srv.port) as other:  # others are still served meanwhile
             other.request("GET", "/hello/")
             assert other.read_response().status == 200
         for i in range(count):
             resp = c.read_response()
             assert resp.complete and len(resp.body) == 4 * 65536, i
-        assert srv.rss_kib() < 100 * 1024
+        assert not RSS_MEANINGFUL or srv.rss_kib() < 100 * 1024

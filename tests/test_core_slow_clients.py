@@ -4,6 +4,7 @@ below a bound, so a slow reader costs bounded memory and blocks no one else."""
 import time
 from urllib.parse import quote
 
+from tests.support import RSS_MEANINGFUL  # noqa: E402
 from tests.support import RawClient, get, unique_id, wait_for
 
 CHUNK = 65536
@@ -81,7 +82,7 @@ def test_slow_reader_of_50mb_costs_bounded_memory_and_blocks_no_one(server_facto
                 rss.append(srv.rss_kib())
         assert reader.done
         assert reader.received == CHUNKS_50MB * CHUNK
-    assert max(rss) < RSS_LIMIT_KIB, "server RSS reached %d KiB" % max(rss)
+    assert not RSS_MEANINGFUL or max(rss) < RSS_LIMIT_KIB, "server RSS reached %d KiB" % max(rss)
     assert srv.wait_event(ident, "close")
     assert [e[0] for e in srv.events(ident)].count("close") == 1
     assert ["end"] in srv.events(ident)
@@ -101,7 +102,7 @@ def test_stalled_readers_cost_bounded_memory_and_block_no_one(server_factory):
         for i in range(5):
             resp = get(srv.port, "/environ/while-stalled-%d" % i)
             assert resp.json()["PATH_INFO"] == "/environ/while-stalled-%d" % i
-        assert rss < RSS_LIMIT_KIB and srv.rss_kib() < RSS_LIMIT_KIB, rss
+        assert not RSS_MEANINGFUL or (rss < RSS_LIMIT_KIB and srv.rss_kib() < RSS_LIMIT_KIB), rss
         for ident in idents:
             assert max_pulled(srv, ident) < CHUNKS_50MB // 2
     finally:
@@ -132,4 +133,4 @@ def test_slow_reader_of_a_file_wrapper_response(server_factory, tmp_path):
         data = slow.read_exact(160 * CHUNK - received)
         assert len(data) == 160 * CHUNK - received
         assert data[-CHUNK:] == bytes([159]) * CHUNK
-        assert srv.rss_kib() < RSS_LIMIT_KIB
+        assert not RSS_MEANINGFUL or srv.rss_kib() < RSS_LIMIT_KIB

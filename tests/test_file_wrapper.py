@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import RSS_MEANINGFUL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RSS_LIMIT_KB = 64 * 1024
@@ -519,7 +520,7 @@ def test_slow_reader_gets_the_whole_file_and_blocks_no_one(start_app, tmp_path):
           % (len(latencies), max(latencies) * 1000, rss_before / 1024, rss_after / 1024))
     assert got == 8 * MB and digest.hexdigest() == sha
     assert max(latencies) < HELLO_LIMIT_S
-    assert rss_after - rss_before < 8 * 1024
+    assert not RSS_MEANINGFUL or rss_after - rss_before < 8 * 1024
 
 
 def test_slow_download_outlasting_the_keepalive_timeout_is_not_cut(start_app, tmp_path):
@@ -752,7 +753,7 @@ def test_fifty_concurrent_downloads_of_a_100mb_file(start_app, tmp_path):
         assert (st["status"], st["cl"], st["bytes"], st["sha256"]) == (200, size, size, sha)
     assert closes, "close() count: %d" % len(srv.events())
     assert leftover == []
-    assert rss_peak < RSS_LIMIT_KB
+    assert not RSS_MEANINGFUL or rss_peak < RSS_LIMIT_KB
     assert len(latencies) >= 3
     assert latencies[-1] < HELLO_LIMIT_S
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import RSS_MEANINGFUL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD_MB = int(os.environ.get("UPLOAD_MB", "1024"))
@@ -869,7 +870,7 @@ def test_read_ahead_is_bounded_when_the_app_cannot_keep_up(start_app):
           "reading; server RSS %.1f -> %.1f MB" % (sent / 1e6, rss_before / 1024, rss_peak / 1024))
     assert stalled_since is not None, "the server kept reading an upload nobody consumed"
     assert sent < 64 * 1024 * 1024  # socket buffers on both sides, plus bounded queues
-    assert rss_peak - rss_before < 32 * 1024
+    assert not RSS_MEANINGFUL or rss_peak - rss_before < 32 * 1024
     c.sock.setblocking(True)
     c.close()
     # the client left while the app was suspended on a full send queue: close() all the same
@@ -1156,6 +1157,6 @@ def test_huge_chunked_upload_constant_memory_and_others_served(tmp_path):
              rss_peak / 1024, len(latencies), latencies[len(latencies) // 2] * 1000,
              latencies[int(len(latencies) * 0.99)] * 1000, latencies[-1] * 1000))
     assert result == {"sha256": report["expected"], "bytes": total}
-    assert rss_peak < RSS_LIMIT_KB
+    assert not RSS_MEANINGFUL or rss_peak < RSS_LIMIT_KB
     assert len(latencies) >= 3
     assert latencies[-1] < HELLO_LIMIT_S
