@@ -346,6 +346,7 @@ def closing(environ, start_response):
     mode = q1(environ, "mode", "normal")
     status = q1(environ, "status", "200 OK")
     record(ident, "call", mode)
+    time.sleep(min(float(q1(environ, "sleep", "0")), 5.0))  # ?sleep=: the client may leave
     return ClosingIterable(ident, mode,
                            lambda: start_response(status, [("Content-Type", "text/plain")]))
 
@@ -393,6 +394,31 @@ def start_response_twice(environ, start_response):
         raise
     record(ident, "not-raised")
     return [b"second start_response accepted"]
+
+
+def many_items(environ, start_response):
+    """``?n=N&size=S&kind=list|gen|write``: N items of S bytes; item i is ``i % 10`` digits."""
+    n = int(q1(environ, "n", "3000"))
+    size = int(q1(environ, "size", "1"))
+    kind = q1(environ, "kind", "list")
+    items = [(b"%d" % (i % 10)) * size for i in range(n)]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    if kind == "gen":
+        return iter(items)
+    if kind == "write":
+        for item in items:
+            write(item)
+        return []
+    return items
+
+
+def big_headers(environ, start_response):
+    """``?n=N&size=S``: N response headers ``X-Big-i`` with S-byte values."""
+    n = int(q1(environ, "n", "100"))
+    size = int(q1(environ, "size", "1000"))
+    headers = [("X-Big-%d" % i, chr(97 + i % 26) * size) for i in range(n)]
+    start_response("200 OK", headers + [("Content-Type", "text/plain")])
+    return [b"big headers"]
 
 
 def write_then_return(environ, start_response):
@@ -512,7 +538,7 @@ ROUTES = {
     "raise_in_generator": raise_in_generator, "no_start_response": no_start_response,
     "returns_none": returns_none, "bad_response": bad_response,
     "validated_hello": validated_hello, "validated_echo": validated_echo,
-    "validated_gen": validated_gen,
+    "validated_gen": validated_gen, "many_items": many_items, "big_headers": big_headers,
 }
 
 

@@ -3,7 +3,8 @@
     python tests/serve.py tests.apps:hello [tests.apps:other ...] [--option value ...]
 
 Each APP (``module:attribute``) gets its own ``aiowsgi.Server`` bound to ``--bind`` (default
-``127.0.0.1:0``); one line ``LISTENING <host> <port>`` per server is printed on stdout, in order.
+``127.0.0.1:0``); one line ``LISTENING <host> <port>`` per server is printed on stdout, in order
+(``LISTENING unix <path>`` for ``--bind unix:<path>``).
 Options are passed as keyword arguments (``--max-body-size 100`` -> ``max_body_size=100``; a
 value is an int, a float, ``true``/``false``, or a string; a flag without value is True).
 An option named ``--sN-<name>`` applies to the N-th server only (from 0), e.g.

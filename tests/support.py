@@ -69,7 +69,8 @@ class ServerProcess:
     """One server subprocess: ``ServerProcess("tests.apps:hello", keepalive=1).start()``.
 
     Several app specs serve several ``aiowsgi.Server`` objects in one process (one thread each);
-    ``listening`` then holds one ``(host, port)`` per server, in order.
+    ``listening`` then holds one ``(host, port)`` per server, in order (``("unix", path)`` for a
+    unix socket).
     """
 
     def __init__(self, *apps, env=None, **options):
@@ -106,8 +107,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             lines = [line.split() for line in self.stdout().splitlines()]
-            self.listening = [(parts[1], int(parts[2])) for parts in lines
-                              if len(parts) == 3 and parts[0] == "LISTENING"]
+            self.listening = [(parts[1], int(parts[2]) if parts[2].isdigit() else parts[2])
+                              for parts in lines if len(parts) == 3 and parts[0] == "LISTENING"]
             if len(self.listening) >= len(self.apps):
                 return self
             if self.proc.poll() is not None:
