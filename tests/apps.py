@@ -525,6 +525,119 @@ validated_gen = validator(_validated_gen_app)
 
 
 # ---------------------------------------------------------------------------------------------
+# Streaming input (SPEC section 5): apps marked with aiowsgi.streaming_input
+# ---------------------------------------------------------------------------------------------
+
+def _streaming(app):
+    """``aiowsgi.streaming_input(app)``, imported late so apps.py loads without the core."""
+    import aiowsgi
+
+    return aiowsgi.streaming_input(app)
+
+
+def stream_hash(environ, start_response):
+    """Hashes the body as it arrives by iterating ``wsgi.input`` and yielding the sentinel
+    while nothing is buffered; answers JSON (length, sha256, how often it waited, the id of
+    the sentinel).  Records ``call`` at once, ``done``, or the exception the input raised."""
+    ident = q1(environ, "id")
+    record(ident, "call")
+    sentinel = environ["aiowsgi.input_sentinel"]
+    stream = environ["wsgi.input"]
+
+    def generate():
+        hasher, size, waits, max_piece = hashlib.sha256(), 0, 0, 0
+        try:
+            for piece in stream:
+                if piece is sentinel:
+                    waits += 1
+                    yield sentinel
+                    continue
+                assert isinstance(piece, bytes), type(piece)
+                hasher.update(piece)
+                size += len(piece)
+                max_piece = max(max_piece, len(piece))
+        except Exception as exc:
+            record(ident, "raised", type(exc).__name__, isinstance(exc, OSError))
+            raise
+        record(ident, "done", size)
+        body = json.dumps({"length": size, "sha256": hasher.hexdigest(), "waits": waits,
+                           "max_piece": max_piece, "sentinel_id": id(sentinel),
+                           "same_key": environ.get("wsgi.input_sentinel") is sentinel,
+                           "content_length": environ.get("CONTENT_LENGTH")}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        yield body
+
+    class Closing:
+        def __init__(self):
+            self.it = generate()
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.it)
+
+        def close(self):
+            record(ident, "close")
+            self.it.close()
+
+    return Closing()
+
+
+def stream_read(environ, start_response):
+    """Reads the body with ``read(n)`` (``?n=``, default 1000) or ``readline()``
+    (``?mode=readline``), catching BlockingIOError and yielding the sentinel; answers JSON
+    with the pieces' lengths and the body (latin-1).  ``?mode=stall``: reads once, then only
+    yields the sentinel (a consumer that stopped consuming)."""
+    ident = q1(environ, "id")
+    sentinel = environ["aiowsgi.input_sentinel"]
+    stream = environ["wsgi.input"]
+    n = int(q1(environ, "n", "1000"))
+    mode = q1(environ, "mode", "read")
+
+    def generate():
+        pieces, blocked = [], 0
+        if mode == "stall":  # read once (so 100 Continue goes out), then never again
+            try:
+                stream.read(1)
+            except BlockingIOError:
+                pass
+            for _ in range(1 << 20):  # bounded
+                yield sentinel
+        for _ in range(1 << 20):  # bounded
+            try:
+                piece = stream.readline() if mode == "readline" else stream.read(n)
+            except BlockingIOError:
+                blocked += 1
+                yield sentinel
+                continue
+            if not piece:
+                break
+            pieces.append(piece)
+        record(ident, "done", len(pieces), blocked)
+        body = json.dumps({"lengths": [len(p) for p in pieces], "blocked": blocked,
+                           "body": b"".join(pieces).decode("latin-1"),
+                           "lines": [p.decode("latin-1") for p in pieces]}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        yield body
+
+    return generate()
+
+
+def stream_ignore(environ, start_response):
+    """A streaming app that answers at once without reading the body."""
+    record(q1(environ, "id"), "call")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+    return [b"not read.\n"]
+
+
+stream_hash = _streaming(stream_hash)
+stream_read = _streaming(stream_read)
+stream_ignore = _streaming(stream_ignore)
+
+
+# ---------------------------------------------------------------------------------------------
 # The router: /<app name>/anything -> that app
 # ---------------------------------------------------------------------------------------------
 
