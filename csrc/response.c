@@ -377,7 +377,7 @@ int aw_response_headers(aw_conn_t *c, long long known_len)
     if (!f.has_server)
         r |= PUT_LIT(c, "Server: aiowsgi\r\n");
     if (!f.has_connection) {
-        if (c->close_after || !c->keep_alive)
+        if (c->close_after || !c->keep_alive || c->srv->stopping)
             r |= PUT_LIT(c, "Connection: close\r\n");
         else if (c->parser.http_minor == 0)
             r |= PUT_LIT(c, "Connection: keep-alive\r\n");

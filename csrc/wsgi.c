@@ -135,6 +135,14 @@ static aw_pump_t app_failed(aw_conn_t *c, const char *what)
         Py_XDECREF(tb);
         return AW_PUMP_ABORT;
     }
+    if (!c->headers_sent && PyErr_ExceptionMatches(c->srv->st->RequestTooLarge)) {
+        /* SPEC 5: the streamed body went over max_body_size and the app let it propagate:
+         * answer 413, lingering so the client (still sending) reads it, not a reset */
+        PyErr_Clear();
+        aw_wsgi_finish(c);
+        c->linger = 1;
+        return aw_response_error(c, 413) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
+    }
     aw_log_exception(c->srv, what);
     aw_wsgi_finish(c);
     if (c->headers_sent)
