@@ -383,6 +383,23 @@ def exc_info_after_body(environ, start_response):
     return generate()
 
 
+def exc_info_after_write(environ, start_response):
+    """exc_info after write() sent body bytes: start_response must re-raise it (PEP 3333)."""
+    ident = q1(environ, "id")
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"written;")
+    try:
+        raise KeyError("after-write-marker")
+    except KeyError:
+        try:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        except BaseException as exc:
+            record(ident, "reraised", type(exc).__name__)
+            raise
+        record(ident, "not-reraised")
+    return [b"must not be sent"]
+
+
 def start_response_twice(environ, start_response):
     """start_response called twice without exc_info: the second call must raise."""
     ident = q1(environ, "id")
@@ -484,6 +501,9 @@ def bad_response(environ, start_response):
         headers.append(("X-Euro", "\u20ac"))
     elif case == "non_latin1_status":
         status = "200 \u20ac"
+    elif case == "returns_str":
+        start_response(status, headers)
+        return "a str body"
     elif case == "write_str":
         start_response(status, headers)("a str through write()")
         return [b"should not be sent"]
@@ -646,7 +666,7 @@ ROUTES = {
     "ignore_body": ignore_body, "input_ops": input_ops, "errors_stream": errors_stream,
     "scripted": scripted, "stream": stream, "file_wrapper": file_wrapper, "closing": closing,
     "exc_info_before_body": exc_info_before_body, "exc_info_after_body": exc_info_after_body,
-    "start_response_twice": start_response_twice, "write_then_return": write_then_return,
+    "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write, "write_then_return": write_then_return,
     "raise_before_headers": raise_before_headers, "raise_after_start": raise_after_start,
     "raise_in_generator": raise_in_generator, "no_start_response": no_start_response,
     "returns_none": returns_none, "bad_response": bad_response,
