@@ -43,6 +43,9 @@ def parse_value(text):
     return text
 
 
+LIST_OPTIONS = ("forwarded_allow_ips",)  # comma-separated on the command line
+
+
 def parse_args(argv):
     apps, options = [], {}
     i = 0
@@ -61,6 +64,9 @@ def parse_args(argv):
             i += 1
     if not apps:
         sys.exit("usage: serve.py APP [APP...] [--option value...]")
+    for name in options:
+        if name.split("_", 1)[-1] in LIST_OPTIONS or name in LIST_OPTIONS:
+            options[name] = [v for v in str(options[name]).split(",") if v]
     return apps, options
 
 
