@@ -29,6 +29,7 @@ EVENTS_ENV = "AIOWSGI_TEST_EVENTS"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
+MAX_BODY = 1 << 30  # a response body larger than this is a runaway: fail, do not loop on
 
 
 def unique_id(prefix="t"):
@@ -398,9 +399,10 @@ class RawClient:
                 break
         return self._take(n)
 
-    def read_to_eof(self):
+    def read_to_eof(self, limit=MAX_BODY):
         while self._fill():
-            pass
+            if len(self.buf) > limit:
+                raise AssertionError("more than %d bytes before the end of the stream" % limit)
         return self._take(len(self.buf))
 
     def read_head(self):
@@ -461,6 +463,8 @@ class RawClient:
     def _read_chunked(self, resp):
         body = bytearray()
         while True:
+            if len(body) > MAX_BODY:
+                raise AssertionError("chunked body longer than %d bytes" % MAX_BODY)
             line = self.read_until(b"\r\n")
             if line is None:
                 resp.complete = False
