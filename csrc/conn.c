@@ -358,6 +358,8 @@ static int head_complete(aw_conn_t *c)
         return 0;
     }
     c->head_start = c->rpos; /* the head lives on in the environ; its bytes can go */
+    c->at_chunk_line = c->chunked_in;
+    c->chunk_line_seen = 0;
     if (s->stream_input) {
         c->streaming = has_body;
         c->input_eof = !has_body;
@@ -437,7 +439,9 @@ static int process(aw_conn_t *c)
         int parsing = c->state == AW_ST_HEAD || c->state == AW_ST_BODY ||
                       (c->state == AW_ST_APP && c->streaming && !c->msg_done &&
                        c->stream_bytes < AW_STREAM_HIGH);
-        if (!parsing || c->rpos == c->rlen)
+        /* after a pause llhttp may owe callbacks with no bytes left (the end of a chunked
+         * message follows the pause at its last chunk): a zero-length run delivers them */
+        if (!parsing || (c->rpos == c->rlen && !c->resume_pending))
             break;
         if (c->state == AW_ST_HEAD && aw_out_full(c)) {
             /* pipelined answers are piling up unread: write them before parsing more */
@@ -453,12 +457,18 @@ static int process(aw_conn_t *c)
             aw_tlist_append(&s->t_header, c, s->now_ms); /* a new request has begun */
         const char *start = c->rbuf + c->rpos;
         size_t before = c->stream_bytes;
-        llhttp_errno_t err = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
+        llhttp_errno_t err = HPE_USER;
+        if (aw_parser_check_chunk_line(c, start, c->rlen - c->rpos) != 0)
+            c->parse_error_status = 400;
+        else
+            err = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
+        c->resume_pending = 0;
         if (err == HPE_OK) {
             c->rpos = c->rlen;
         } else if (err == HPE_PAUSED) {
             c->rpos += (size_t)(llhttp_get_error_pos(&c->parser) - start);
             llhttp_resume(&c->parser);
+            c->resume_pending = 1;
         } else if (err == HPE_PAUSED_UPGRADE) {
             /* an Upgrade (or CONNECT) we do not do: answer this request, then close; what
              * follows it is not HTTP */
@@ -472,13 +482,15 @@ static int process(aw_conn_t *c)
                 answer_error(c, status);
                 continue;
             }
-            /* streaming: the app learns it through its input and answers as it sees fit */
-            c->input_error = status == 413 ? 2 : 1;
+            /* streaming: the app learns it through its input (ClientDisconnected, or
+             * RequestTooLarge); what follows the bad framing is not trusted as HTTP */
+            c->input_error = status == 413 ? 2 : 3;
             c->close_after = 1;
-            c->read_eof = 1;
+            c->linger = 1;
+            c->rpos = c->rlen;
             if (stream_progress(c) == AW_CLOSED)
                 return AW_CLOSED;
-            break;
+            continue;
         }
         int r = 0;
         if (c->head_done && c->state == AW_ST_HEAD)
@@ -506,6 +518,8 @@ static int process(aw_conn_t *c)
         aw_conn_close(c);
         return AW_CLOSED;
     }
+    if (c->state == AW_ST_CLOSING && !out_pending(c))
+        return close_or_linger(c);
     if (c->state == AW_ST_HEAD && c->rpos == c->rlen) {
         if (c->read_eof && !out_pending(c)) {
             aw_conn_close(c);

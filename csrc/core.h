@@ -51,6 +51,7 @@ static inline int aw_module_add_ref(PyObject *m, const char *name, PyObject *o)
 #define AW_LINGER_MS 2000            /* time to drain a client after an error answer */
 #define AW_IO_TIMEOUT_MS 60000       /* no progress on a body read or a response write: close */
 #define AW_ACCEPT_BATCH 64
+#define AW_CHUNK_LINE_MAX 4096      /* a chunk-size line with its extensions, at most */
 
 /* ---- module state ------------------------------------------------------------------------ */
 #define AW_N_COMMON_HEADERS 32
@@ -193,9 +194,11 @@ struct aw_conn {
     unsigned head_done : 1, msg_done : 1, keep_alive : 1, close_after : 1, is_head : 1,
         expect_continue : 1, continue_sent : 1, chunked_in : 1, upgrade : 1, streaming : 1,
         input_eof : 1, peer_gone : 1, closing : 1, read_eof : 1, linger : 1, started : 1, headers_sent : 1,
-        chunked_out : 1, no_body : 1, in_app : 1, trailers : 1;
+        chunked_out : 1, no_body : 1, in_app : 1, trailers : 1, at_chunk_line : 1,
+        resume_pending : 1;
     int parse_error_status;  /* status for an error our own callbacks detected */
-    int input_error;         /* streamed body ended badly: 1 client gone, 2 too large */
+    size_t chunk_line_seen;  /* bytes of the current chunk-size line read so far */
+    int input_error;         /* streamed body ended badly: 1 client gone, 2 too large, 3 malformed */
     unsigned long long body_len;    /* buffered: body bytes received so far */
     /* buffered body storage */
     PyObject *body_bytes;    /* Content-Length body, preallocated */
@@ -255,6 +258,7 @@ extern const llhttp_settings_t aw_parser_settings;
 void aw_parser_init(aw_conn_t *c);
 int aw_parser_check_head(aw_conn_t *c);
 int aw_parser_error_status(llhttp_errno_t err);
+int aw_parser_check_chunk_line(aw_conn_t *c, const char *data, size_t len);
 
 /* ---- environ.c --------------------------------------------------------------------------- */
 PyObject *aw_environ_template(aw_server_t *s, aw_listener_t *l, PyObject *server_name,

@@ -259,7 +259,7 @@ void aw_input_detach(aw_state_t *st, PyObject *obj)
     if (!in->streaming || !in->conn)
         return;
     aw_conn_t *c = in->conn;
-    in->gone_reason = c->input_error == 2 ? 2 : (c->input_eof ? 0 : 1);
+    in->gone_reason = c->input_error ? c->input_error : (c->input_eof ? 0 : 1);
     in->conn = NULL;
 }
 
@@ -270,6 +270,8 @@ static int stream_error(aw_input_t *in)
     int reason = c ? (c->input_error ? c->input_error : 0) : in->gone_reason;
     if (reason == 2)
         PyErr_SetString(in->st->RequestTooLarge, "request body exceeds max_body_size");
+    else if (reason == 3)
+        PyErr_SetString(in->st->ClientDisconnected, "malformed request body");
     else if (reason == 1)
         PyErr_SetString(in->st->ClientDisconnected, "client disconnected mid-body");
     else

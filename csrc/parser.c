@@ -22,7 +22,7 @@ static int on_message_begin(llhttp_t *p)
     c->url.off = c->url.len = 0;
     c->nhdrs = 0;
     c->hstate = 0;
-    c->head_done = c->msg_done = c->trailers = 0;
+    c->head_done = c->msg_done = c->trailers = c->at_chunk_line = 0;
     c->parse_error_status = 0;
     return 0;
 }
@@ -129,10 +129,27 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* llhttp does not bound a chunk-size line (leading zeros, extensions): conn.c does, between
+ * the end of one chunk (a pause here) and the next size (on_chunk_header). */
+static int on_chunk_header(llhttp_t *p)
+{
+    CONN(p)->at_chunk_line = 0;
+    return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p)
+{
+    aw_conn_t *c = CONN(p);
+    c->at_chunk_line = 1;
+    c->chunk_line_seen = 0;
+    return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     aw_conn_t *c = CONN(p);
     c->msg_done = 1;
+    c->at_chunk_line = 0;
     return HPE_PAUSED; /* one request at a time: pipelined ones wait in rbuf */
 }
 
@@ -145,6 +162,8 @@ const llhttp_settings_t aw_parser_settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
 };
 
 void aw_parser_init(aw_conn_t *c)
@@ -225,14 +244,25 @@ int aw_parser_check_head(aw_conn_t *c)
     return 0;
 }
 
+/* Every framing error llhttp reports is the client's: 400 (a version that parses but is not
+ * 1.x gets its 505 from aw_parser_check_head). */
 int aw_parser_error_status(llhttp_errno_t err)
 {
-    switch (err) {
-    case HPE_INVALID_TRANSFER_ENCODING:
+    (void)err;
+    return 400;
+}
+
+/* Before more bytes go to llhttp while it is inside a chunk-size line: is the line still
+ * within AW_CHUNK_LINE_MAX? Returns 0, or 400. */
+int aw_parser_check_chunk_line(aw_conn_t *c, const char *data, size_t len)
+{
+    if (!c->at_chunk_line)
+        return 0;
+    size_t room = AW_CHUNK_LINE_MAX - c->chunk_line_seen;
+    if (memchr(data, '\n', len < room ? len : room))
+        return 0; /* the line ends in time; llhttp checks its syntax */
+    if (len >= room)
         return 400;
-    case HPE_INVALID_VERSION:
-        return 505;
-    default:
-        return 400;
-    }
+    c->chunk_line_seen += len;
+    return 0;
 }

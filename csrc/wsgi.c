@@ -135,13 +135,18 @@ static aw_pump_t app_failed(aw_conn_t *c, const char *what)
         Py_XDECREF(tb);
         return AW_PUMP_ABORT;
     }
-    if (!c->headers_sent && PyErr_ExceptionMatches(c->srv->st->RequestTooLarge)) {
-        /* SPEC 5: the streamed body went over max_body_size and the app let it propagate:
-         * answer 413, lingering so the client (still sending) reads it, not a reset */
+    if (c->input_error && (PyErr_ExceptionMatches(c->srv->st->RequestTooLarge) ||
+                           PyErr_ExceptionMatches(c->srv->st->ClientDisconnected))) {
+        /* The streamed body failed and the app let the error propagate (SPEC 5): too large
+         * is a 413, malformed a 400, lingering so the client reads it rather than a reset;
+         * a client that has gone needs no answer and its departure no traceback. */
+        int status = c->input_error == 2 ? 413 : (c->input_error == 3 ? 400 : 0);
         PyErr_Clear();
         aw_wsgi_finish(c);
+        if (!status || c->headers_sent)
+            return AW_PUMP_ABORT;
         c->linger = 1;
-        return aw_response_error(c, 413) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
+        return aw_response_error(c, status) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
     }
     aw_log_exception(c->srv, what);
     aw_wsgi_finish(c);

@@ -1,0 +1,245 @@
+"""Every option of the server, its default and its validation: the one home for all three.
+
+``Config`` is what the command line (``cli.py``), ``aiowsgi.serve`` and ``aiowsgi.Server`` all
+build; the CLI generates its options from the field metadata here, so a default is written
+once.  This module parses bind addresses but never opens a socket (that is ``server.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypedDict, Union
+
+DEFAULT_BIND = "127.0.0.1:8000"
+
+# The callables the core reports through (see aiowsgi/_core.pyi).
+LogFunc = Callable[[int, str, Optional[BaseException]], Any]
+AccessLogFunc = Callable[[Dict[str, Any], int, int, float], Any]
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class ConfigError(ValueError):
+    """An option has an invalid value; the message names the option the way the CLI spells it."""
+
+
+@dataclass(frozen=True)
+class BindAddress:
+    """One parsed ``--bind`` value.
+
+    ``kind`` is ``"tcp"`` (``host``, ``port``), ``"unix"`` (``path``) or ``"fd"`` (``fd``: an
+    inherited, already bound socket).  ``text`` is the value as the user wrote it, for messages.
+    """
+
+    kind: str
+    text: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+
+def parse_bind(text: str) -> BindAddress:
+    """Parse ``HOST:PORT``, ``[IPV6]:PORT``, ``unix:PATH`` or ``fd://N``; raise ConfigError."""
+    if not isinstance(text, str) or not text:
+        raise ConfigError("invalid --bind %r: expected HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
+                          % (text,))
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise ConfigError("invalid --bind %r: unix: needs a path" % text)
+        return BindAddress("unix", text, path=path)
+    if text.startswith("fd://"):
+        number = text[len("fd://"):]
+        if not number.isdigit():
+            raise ConfigError("invalid --bind %r: fd:// needs a file descriptor number" % text)
+        return BindAddress("fd", text, fd=int(number))
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":") or not host:
+            raise ConfigError("invalid --bind %r: expected [IPV6]:PORT" % text)
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ConfigError("invalid --bind %r: expected HOST:PORT, [IPV6]:PORT, unix:PATH "
+                              "or fd://N" % text)
+        if ":" in host:
+            raise ConfigError("invalid --bind %r: write IPv6 addresses in brackets, "
+                              "[%s]:%s" % (text, host, port_text))
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError("invalid --bind %r: the port must be a number from 0 to 65535" % text)
+    return BindAddress("tcp", text, host=host or "0.0.0.0", port=int(port_text))
+
+
+def _option(default: Any, help: str, *flags: str, metavar: Optional[str] = None,
+            cli_default: Optional[str] = None) -> Any:
+    """A Config field; ``flags`` and ``help`` are what cli.py turns into an argparse option."""
+    meta = {"flags": flags, "help": help, "metavar": metavar, "cli_default": cli_default}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every server option with its default (SPEC section 2); built with keyword arguments.
+
+    Values are validated and normalised in ``__post_init__`` (for example ``bind`` becomes a
+    tuple of strings and ``forwarded_allow_ips`` accepts ``"a,b"``); an invalid value raises
+    :class:`ConfigError`.
+    """
+
+    bind: Optional[Tuple[str, ...]] = _option(
+        None, "address to listen on, repeatable: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N",
+        "-b", "--bind", metavar="ADDR",
+        cli_default=DEFAULT_BIND + ", or the sockets systemd passes in LISTEN_FDS")
+    workers: int = _option(
+        1, "worker processes sharing the listening sockets; the master restarts a dead worker",
+        "-w", "--workers", metavar="N")
+    backlog: int = _option(2048, "listen backlog", "--backlog", metavar="N")
+    keepalive: float = _option(
+        5.0, "idle time before a kept-alive connection is closed", "--keepalive",
+        metavar="SECONDS")
+    header_timeout: float = _option(
+        10.0, "time allowed to receive a complete request head", "--header-timeout",
+        metavar="SECONDS")
+    max_header_size: int = _option(
+        65536, "limit on the request line and headers together (larger: 431)",
+        "--max-header-size", metavar="BYTES")
+    max_body_size: int = _option(
+        1073741824, "limit on a request body (larger: 413)", "--max-body-size", metavar="BYTES")
+    spool_threshold: int = _option(
+        1048576, "buffered request bodies above this go to a temporary file",
+        "--spool-threshold", metavar="BYTES")
+    stream_input: bool = _option(
+        False, "every request uses the streaming input protocol", "--stream-input")
+    max_requests: int = _option(
+        0, "a worker exits and is replaced after N requests, plus up to 10%% jitter (0: off)",
+        "--max-requests", metavar="N")
+    timeout: float = _option(
+        30.0, "a worker whose app call has not returned for this long is killed and replaced "
+        "(0: off)", "--timeout", metavar="SECONDS")
+    graceful_timeout: float = _option(
+        30.0, "time to finish in-flight requests on shutdown", "--graceful-timeout",
+        metavar="SECONDS")
+    access_log: Union[str, AccessLogFunc, None] = _option(
+        None, "write one line per request (combined log format plus duration) to FILE; "
+        "'-' is stdout", "--access-log", metavar="FILE", cli_default="off")
+    log_level: str = _option(
+        "info", "error log level (the error log goes to stderr): " + ", ".join(LOG_LEVELS),
+        "--log-level", metavar="LEVEL")
+    forwarded_allow_ips: Tuple[str, ...] = _option(
+        ("127.0.0.1", "::1"), "comma-separated peer addresses trusted for X-Forwarded-For "
+        "and X-Forwarded-Proto", "--forwarded-allow-ips", metavar="LIST")
+    factory: bool = _option(
+        False, "APP names a factory: call it with no arguments to make the app", "--factory")
+    chdir: Optional[str] = _option(
+        None, "change to DIR before binding and importing the app", "--chdir", metavar="DIR",
+        cli_default="stay")
+    # Python API only (no flags): replace the logging plumbing, e.g. when embedding the server.
+    log: Optional[LogFunc] = _option(
+        None, "log(level, message, exc) for the core's messages; default: aiowsgi.error")
+    errors: Any = _option(
+        None, "the wsgi.errors stream; default: lines to aiowsgi.error")
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise through the back door, once, here
+        if self.bind is not None:
+            binds = (self.bind,) if isinstance(self.bind, str) else tuple(self.bind)
+            if not binds:
+                raise ConfigError("--bind needs at least one address")
+            for text in binds:
+                parse_bind(text)
+            set_(self, "bind", binds)
+        _check_int(self, "workers", minimum=1)
+        _check_int(self, "backlog", minimum=1)
+        _check_int(self, "max_header_size", minimum=1024)
+        _check_int(self, "max_body_size", minimum=0)
+        _check_int(self, "spool_threshold", minimum=0)
+        _check_int(self, "max_requests", minimum=0)
+        for name in ("keepalive", "header_timeout", "timeout", "graceful_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError("invalid --%s %r: expected a number of seconds >= 0"
+                                  % (_flag(name), value))
+            set_(self, name, float(value))
+        level = str(self.log_level).lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError("invalid --log-level %r: expected one of %s"
+                              % (self.log_level, ", ".join(LOG_LEVELS)))
+        set_(self, "log_level", level)
+        ips = self.forwarded_allow_ips
+        if isinstance(ips, str):
+            ips = tuple(ip.strip() for ip in ips.split(",") if ip.strip())
+        set_(self, "forwarded_allow_ips", tuple(ips))
+        for name in ("stream_input", "factory"):
+            set_(self, name, bool(getattr(self, name)))
+        if self.access_log is not None and not callable(self.access_log) and (
+                not isinstance(self.access_log, str) or not self.access_log):
+            raise ConfigError("invalid --access-log %r: expected a file name or '-'"
+                              % (self.access_log,))
+        if self.log is not None and not callable(self.log):
+            raise ConfigError("invalid log=%r: expected a callable" % (self.log,))
+        if self.chdir is not None and not os.path.isdir(self.chdir):
+            raise ConfigError("invalid --chdir %r: not a directory" % self.chdir)
+
+    @property
+    def log_level_number(self) -> int:
+        """The ``logging`` level of ``log_level``."""
+        return int(getattr(logging, self.log_level.upper()))
+
+    def core_options(self) -> Dict[str, Any]:
+        """The keyword arguments of ``aiowsgi._core.Server`` that come straight from options."""
+        return {
+            "keepalive": self.keepalive,
+            "header_timeout": self.header_timeout,
+            "max_header_size": self.max_header_size,
+            "max_body_size": self.max_body_size,
+            "spool_threshold": self.spool_threshold,
+            "stream_input": self.stream_input,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
+            "multiprocess": self.workers > 1,
+        }
+
+
+class Options(TypedDict, total=False):
+    """The keyword arguments ``aiowsgi.serve`` and ``aiowsgi.Server`` accept besides ``bind``
+    (for type checkers; the defaults and validation are Config's)."""
+
+    workers: int
+    backlog: int
+    keepalive: float
+    header_timeout: float
+    max_header_size: int
+    max_body_size: int
+    spool_threshold: int
+    stream_input: bool
+    max_requests: int
+    timeout: float
+    graceful_timeout: float
+    access_log: Union[str, AccessLogFunc, None]
+    log_level: str
+    forwarded_allow_ips: Union[str, Sequence[str]]
+    factory: bool
+    chdir: Optional[str]
+    log: Optional[LogFunc]
+    errors: Any
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _check_int(config: Config, name: str, minimum: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError("invalid --%s %r: expected a whole number >= %d"
+                          % (_flag(name), value, minimum))
+
+
+def options() -> Sequence["dataclasses.Field[Any]"]:
+    """The fields of Config, in the order of SPEC section 2 (the CLI's order)."""
+    return dataclasses.fields(Config)

@@ -1,0 +1,423 @@
+"""The master process: forks the workers, watches them, replaces them, and handles signals.
+
+The master owns the listening sockets (bound by ``server.py``) and never imports an app given
+as an import string: each worker imports it after the fork, so a worker started after SIGHUP
+runs the app's current source.  It never touches a client connection.
+
+Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
+replaces the workers one by one.  Each worker has a pipe on which it reports that it booted
+(or why it could not) and a shared ``mmap`` where the core writes when the current app call
+began, which the master compares with ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import collections
+import mmap
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NoReturn, Optional, Union
+
+from .config import AccessLogFunc, Config
+from .importer import AppImportError, load_app, make_app
+from .log import error_log
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+# Worker exit codes the master understands.
+EXIT_OK = 0            # stopped when asked, or after max_requests: replace unless shutting down
+EXIT_BOOT_FAILED = 3   # the worker could not start; its reason came on the boot pipe
+
+# What a worker writes on its boot pipe (one message, then it closes the pipe).
+BOOT_READY = b"R"
+BOOT_IMPORT_ERROR = b"I"   # followed by the reason, UTF-8
+BOOT_OTHER_ERROR = b"E"    # followed by a one-line description, UTF-8
+
+POLL_INTERVAL = 0.25       # seconds between checks of the heartbeats
+IMMEDIATE_KILL_DELAY = 1.0  # after SIGQUIT to the workers, SIGKILL the ones still there
+MAX_RESPAWN_DELAY = 10.0   # back-off cap when new workers keep failing to boot
+HEARTBEAT = struct.Struct("=Q")  # native uint64, CLOCK_MONOTONIC nanoseconds; 0: idle
+
+
+class WorkerBootError(RuntimeError):
+    """No worker could start (at start-up); the message says why."""
+
+
+@dataclass
+class Worker:
+    """The master's view of one worker process."""
+
+    pid: int
+    generation: int      # the SIGHUP generation the worker was started in
+    heartbeat: mmap.mmap
+    boot_pipe: int       # read end; -1 once the worker's message has been read
+    booted: bool = False
+    stopping: bool = False  # told to stop (retired by a reload, or shutdown)
+    timed_out: bool = False
+    message: bytes = b""
+
+
+class Master:
+    """Run ``config.workers`` workers serving ``app`` on ``sockets`` until stopped.
+
+    :meth:`run` returns after a graceful or immediate stop, or raises
+    :class:`~aiowsgi.importer.AppImportError` / :class:`WorkerBootError` when the very first
+    workers cannot start.  ``on_ready`` is called once, when the first worker is serving.
+    """
+
+    def __init__(self, app: Union[WSGIApplication, str], config: Config,
+                 sockets: List[socket.socket], access_log: Optional[AccessLogFunc],
+                 on_ready: Callable[[], None]) -> None:
+        self.app = app
+        self.config = config
+        self.sockets = sockets
+        self.access_log = access_log
+        self.on_ready: Optional[Callable[[], None]] = on_ready
+        self.workers: Dict[int, Worker] = {}
+        self.generation = 0
+        self._commands: Deque[str] = collections.deque()  # "graceful", "immediate", "reload"
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._shutdown: Optional[str] = None  # None while serving, else "graceful"/"immediate"
+        self._deadline = 0.0   # monotonic time at which remaining workers get SIGKILL
+        self._ever_booted = False
+        self._respawn_delay = 0.0
+        self._respawn_at = 0.0
+        self._fatal: Optional[Exception] = None
+
+    # -- commands: the only methods other threads and signal handlers call ----------------
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask :meth:`run` to stop; safe from any thread and from signal handlers."""
+        self._command("graceful" if graceful else "immediate")
+
+    def reload(self) -> None:
+        """Ask :meth:`run` to replace every worker, one by one."""
+        self._command("reload")
+
+    def _command(self, command: str) -> None:
+        self._commands.append(command)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending anyway) or already closed
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            self._command("reload")
+        elif signum == signal.SIGQUIT or (signum == signal.SIGINT and self._shutdown):
+            self._command("immediate")
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            self._command("graceful")
+        else:  # SIGCHLD: a worker ended; reap it now rather than at the next poll
+            self._wake()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                   signal.SIGCHLD)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        try:
+            self._loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._kill_all(signal.SIGKILL)  # only if the loop itself failed
+            self._reap(block=True)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _loop(self) -> None:
+        while True:
+            self._run_commands()
+            self._reap()
+            if self._shutdown is not None:
+                if not self.workers:
+                    return
+                if time.monotonic() >= self._deadline:
+                    self._kill_all(signal.SIGKILL)
+            else:
+                self._spawn_missing()
+                self._reload_step()
+                self._check_timeouts()
+            self._wait(POLL_INTERVAL)
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command = self._commands.popleft()
+            if command == "reload":
+                if self._shutdown is None:
+                    self.generation += 1
+                    error_log.info("Reloading: replacing the workers one by one")
+            elif command == "immediate" or (command == "graceful" and self._shutdown is None):
+                self._begin_shutdown(command)
+
+    def _begin_shutdown(self, how: str) -> None:
+        if self._shutdown is None and self._fatal is None:
+            error_log.info("Shutting down %s", "gracefully" if how == "graceful" else "now")
+        self._shutdown = how
+        for sock in self.sockets:  # the workers close theirs: new connections are refused
+            sock.close()
+        if how == "graceful":
+            self._deadline = time.monotonic() + self.config.graceful_timeout + 1.0
+            self._signal_all(signal.SIGTERM)
+        else:
+            self._deadline = time.monotonic() + IMMEDIATE_KILL_DELAY
+            self._signal_all(signal.SIGQUIT)
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a signal, a command, a boot message or ``timeout``."""
+        pipes = [w.boot_pipe for w in self.workers.values() if w.boot_pipe >= 0]
+        readable, _, _ = select.select([self._wake_r] + pipes, [], [], timeout)
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        for worker in list(self.workers.values()):
+            if worker.boot_pipe in readable:
+                self._read_boot_pipe(worker)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _spawn_missing(self) -> None:
+        if time.monotonic() < self._respawn_at:
+            return
+        active = [w for w in self.workers.values() if not w.stopping]
+        for _ in range(self.config.workers - len(active)):
+            self._spawn()
+
+    def _reload_step(self) -> None:
+        """One step of a rolling restart: start one new worker, and once it serves, retire one
+        old worker; at most one worker is booting, so capacity never drops."""
+        active = [w for w in self.workers.values() if not w.stopping]
+        old = [w for w in active if w.generation < self.generation]
+        if not old or any(not w.booted for w in active):
+            return
+        if len(active) > self.config.workers:
+            self._retire(old[0])
+        elif time.monotonic() >= self._respawn_at:
+            self._spawn()
+
+    def _retire(self, worker: Worker) -> None:
+        worker.stopping = True
+        _kill(worker.pid, signal.SIGTERM)
+
+    def _check_timeouts(self) -> None:
+        if self.config.timeout <= 0:
+            return
+        limit = int(self.config.timeout * 1e9)
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock the core writes
+        for worker in self.workers.values():
+            began = HEARTBEAT.unpack_from(worker.heartbeat)[0]
+            if began and now - began > limit and not worker.timed_out:
+                error_log.error("Worker %d: an app call has run for more than %gs (--timeout); "
+                                "killing the worker", worker.pid, self.config.timeout)
+                worker.timed_out = True
+                _kill(worker.pid, signal.SIGKILL)
+
+    def _signal_all(self, signum: int) -> None:
+        for worker in self.workers.values():
+            worker.stopping = True
+            _kill(worker.pid, signum)
+
+    def _kill_all(self, signum: int) -> None:
+        for worker in self.workers.values():
+            _kill(worker.pid, signum)
+
+    def _spawn(self) -> None:
+        heartbeat = mmap.mmap(-1, HEARTBEAT.size)  # anonymous and MAP_SHARED: seen by both
+        read_end, write_end = os.pipe()
+        max_requests = self.config.max_requests
+        if max_requests:  # jitter, so that workers started together do not restart together
+            max_requests += random.randint(0, max_requests // 10)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            os.close(read_end)
+            self._worker_process(heartbeat, write_end, max_requests)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self.workers[pid] = Worker(pid, self.generation, heartbeat, read_end)
+        error_log.debug("Started worker %d", pid)
+
+    def _read_boot_pipe(self, worker: Worker) -> None:
+        while worker.boot_pipe >= 0:
+            try:
+                data = os.read(worker.boot_pipe, 4096)
+            except BlockingIOError:
+                return
+            if data:
+                worker.message += data
+                continue
+            os.close(worker.boot_pipe)
+            worker.boot_pipe = -1
+        if worker.message == BOOT_READY and not worker.booted:
+            self._on_booted(worker)
+
+    def _on_booted(self, worker: Worker) -> None:
+        worker.booted = True
+        self._respawn_delay = 0.0
+        if not self._ever_booted:
+            self._ever_booted = True
+            if self.on_ready is not None:
+                self.on_ready()
+        error_log.debug("Worker %d is serving", worker.pid)
+
+    def _reap(self, block: bool = False) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
+                continue
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                self._read_boot_pipe(worker)
+                worker.heartbeat.close()
+                self._on_exit(worker, status)
+
+    def _on_exit(self, worker: Worker, status: int) -> None:
+        if self._shutdown is not None:
+            return
+        if not worker.booted:
+            self._on_boot_failure(worker, status)
+        elif worker.timed_out:
+            pass  # already logged; _spawn_missing replaces it
+        elif worker.stopping:
+            error_log.debug("Worker %d stopped", worker.pid)
+        elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_OK:
+            error_log.info("Worker %d exited%s; starting a new one", worker.pid,
+                           " after its max requests" if self.config.max_requests else "")
+        else:
+            error_log.warning("Worker %d died (%s); starting a new one", worker.pid,
+                              _describe_status(status))
+
+    def _on_boot_failure(self, worker: Worker, status: int) -> None:
+        kind, text = worker.message[:1], worker.message[1:].decode("utf-8", "replace")
+        if kind == BOOT_IMPORT_ERROR and isinstance(self.app, str):
+            failure: Exception = AppImportError(self.app, text)
+        elif kind == BOOT_OTHER_ERROR:
+            failure = WorkerBootError("worker failed to boot: " + text)
+        else:
+            failure = WorkerBootError("worker %d failed to boot (%s)"
+                                      % (worker.pid, _describe_status(status)))
+        if not self._ever_booted:  # nothing ever served: give up, the caller reports it
+            self._fatal = failure
+            self._begin_shutdown("immediate")
+            return
+        error_log.error("%s", failure)
+        if worker.generation == self.generation and any(
+                w.generation < self.generation for w in self.workers.values()):
+            error_log.error("Reload failed; the running workers keep serving")
+            for other in self.workers.values():
+                other.generation = self.generation
+        self._respawn_delay = min(MAX_RESPAWN_DELAY, max(0.5, self._respawn_delay * 2))
+        self._respawn_at = time.monotonic() + self._respawn_delay
+
+    # -- in the worker ---------------------------------------------------------------------
+
+    def _worker_process(self, heartbeat: mmap.mmap, boot_pipe: int,
+                        max_requests: int) -> NoReturn:  # pragma: no cover - child process
+        """The body of a forked worker; ends the process, never returns."""
+        code = 1
+        try:
+            code = self._serve_in_worker(heartbeat, boot_pipe, max_requests)
+        except BaseException:
+            error_log.exception("Worker %d failed", os.getpid())
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(code)
+
+    def _serve_in_worker(self, heartbeat: mmap.mmap, boot_pipe: int,
+                         max_requests: int) -> int:  # pragma: no cover - child process
+        from .server import make_core
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)  # until the loop exists, a signal just ends us
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the master's business
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        for other in self.workers.values():  # the master's ends for the other workers
+            other.heartbeat.close()
+            if other.boot_pipe >= 0:
+                os.close(other.boot_pipe)
+        self.workers = {}
+        try:
+            if isinstance(self.app, str):
+                app = load_app(self.app, factory=self.config.factory)
+            else:
+                app = make_app(self.app, self.config.factory)
+            core = make_core(app, self.config, self.sockets,
+                             self.access_log, heartbeat=heartbeat, max_requests=max_requests)
+        except AppImportError as exc:
+            _write_all(boot_pipe, BOOT_IMPORT_ERROR + exc.reason.encode("utf-8", "replace"))
+            return EXIT_BOOT_FAILED
+        except Exception as exc:
+            error_log.exception("Worker %d failed to boot", os.getpid())
+            _write_all(boot_pipe, BOOT_OTHER_ERROR + ("%s: %s" % (type(exc).__name__, exc))
+                       .encode("utf-8", "replace"))
+            return EXIT_BOOT_FAILED
+
+        def stop(signum: int, frame: Any) -> None:
+            core.stop(signum != signal.SIGQUIT, self.config.graceful_timeout)
+            for sock in self.sockets:
+                sock.close()
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, stop)
+        _write_all(boot_pipe, BOOT_READY)
+        os.close(boot_pipe)
+        core.run()
+        for sock in self.sockets:
+            sock.close()
+        return EXIT_OK
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # already gone; reaped at the next turn
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        return "killed by " + name
+    return "exit code %d" % os.WEXITSTATUS(status)
+
