@@ -80,6 +80,17 @@ def test_malformed_request_gets_400_and_close_without_calling_the_app(server, na
     assert_refused(server, MALFORMED[name], 400)
 
 
+@pytest.mark.parametrize("method", ["FOO", "get", "G\x01T"])
+def test_unknown_method_is_refused_without_calling_the_app(server, method):
+    calls = app_calls(server)
+    with RawClient(server.host, server.port) as c:
+        c.send(method.encode("latin-1") + b" /environ/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status in (400, 501), resp  # RFC 9110 section 9.1 suggests 501
+        assert c.peer_closed(5)
+    assert app_calls(server) == calls
+
+
 def test_content_length_with_transfer_encoding_gets_400(server):
     # RFC 9112 section 6.3: a request smuggling vector; refused, never guessed.
     raw = (b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"

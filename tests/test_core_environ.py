@@ -14,7 +14,8 @@ def environ_of(server, target="/environ/", headers=(), body=b"", method="GET",
     return resp.json()
 
 
-@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                                    "PROPFIND", "MKCOL", "LOCK", "REPORT", "PURGE"])
 def test_request_method_is_passed_through(server, method):
     env = environ_of(server, method=method, body=b"x" if method in ("POST", "PUT") else b"")
     assert env["REQUEST_METHOD"] == method
