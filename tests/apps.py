@@ -609,7 +609,8 @@ def stream_read(environ, start_response):
     """Reads the body with ``read(n)`` (``?n=``, default 1000) or ``readline()``
     (``?mode=readline``), catching BlockingIOError and yielding the sentinel; answers JSON
     with the pieces' lengths and the body (latin-1).  ``?mode=stall``: reads once, then only
-    yields the sentinel (a consumer that stopped consuming)."""
+    yields the sentinel (a consumer that stopped consuming), recording ``resumed <i>`` every
+    64 resumptions."""
     ident = q1(environ, "id")
     sentinel = environ["aiowsgi.input_sentinel"]
     stream = environ["wsgi.input"]
@@ -623,8 +624,12 @@ def stream_read(environ, start_response):
                 stream.read(1)
             except BlockingIOError:
                 pass
-            for _ in range(1 << 20):  # bounded
+            for i in range(1 << 20):  # bounded
+                if i % 64 == 0:
+                    record(ident, "resumed", i)
                 yield sentinel
+            record(ident, "gave-up")
+            raise RuntimeError("a stalled app was resumed %d times" % (1 << 20))
         for _ in range(1 << 20):  # bounded
             try:
                 piece = stream.readline() if mode == "readline" else stream.read(n)

@@ -3,6 +3,7 @@ arrived, yields the would-block sentinel while nothing has, and is resumed by th
 
 import hashlib
 import os
+import socket
 import time
 
 import pytest
@@ -120,23 +121,43 @@ def test_streaming_upload_of_100mb_in_constant_memory(streaming):
     assert max(rss) < RSS_LIMIT_KIB, rss
 
 
+def resumptions(srv, ident):
+    counts = [int(e[1]) for e in srv.events(ident) if e[0] == "resumed"]
+    return max(counts) if counts else 0
+
+
 def test_streaming_read_ahead_is_bounded(streaming):
-    # The app waits forever (no more data comes); the client pushes as much as the server will
-    # take: the server must stop reading (back-pressure), so the client's send must block.
+    # The app stops reading; the client pushes as much as the server will take: the server
+    # must stop reading (back-pressure), so the client's send must block.
     ident = unique_id()
     with client(streaming, READ) as c:
         c.request("POST", "/?mode=stall&id=" + ident, [("Expect", "100-continue")],
                   content_length=1 << 30)
-        c.read_head()  # 100 Continue
+        assert c.read_head().status == 100  # the app read once
         c.sock.settimeout(0.5)
         sent = 0
         for _ in range(4096):  # at most 256 MiB
             try:
                 sent += c.sock.send(b"z" * 65536)
-            except (BlockingIOError, TimeoutError, OSError):
+            except (BlockingIOError, socket.timeout, OSError):
                 break
         assert sent < 200 << 20, "the server read %d bytes ahead of the app" % sent
         assert streaming.rss_kib() < RSS_LIMIT_KIB
+        assert "gave-up" not in [e[0] for e in streaming.events(ident)]
+
+
+def test_stalled_streaming_app_is_not_resumed_without_new_data(streaming):
+    # SPEC 5: next() is called again when body data, its end or an error arrives, not in a
+    # loop.  The app yields the sentinel and never reads; nothing more is sent.
+    ident = unique_id()
+    with client(streaming, READ) as c:
+        c.request("POST", "/?mode=stall&id=" + ident, content_length=100)
+        c.send(b"x" * 10)
+        assert streaming.wait_event(ident, "resumed")
+        time.sleep(1.5)
+        resumed = resumptions(streaming, ident)
+        assert resumed < 1000, "resumed %d times with no new data" % resumed
+        assert "gave-up" not in [e[0] for e in streaming.events(ident)]
 
 
 def test_100_continue_is_sent_when_the_streaming_app_reads(streaming):
