@@ -241,10 +241,12 @@ def build_request(method="GET", target="/", headers=(), body=b"", version="HTTP/
 
 
 def chunked(*parts, trailers=(), extension=b""):
-    """A chunked body of ``parts`` (bytes), then the last chunk and ``trailers``."""
+    """A chunked body of ``parts`` (bytes; empty ones are skipped, a zero-size chunk would end
+    the body), then the last chunk and ``trailers``."""
     out = b""
     for part in parts:
-        out += b"%x%s\r\n%s\r\n" % (len(part), extension, part)
+        if part:
+            out += b"%x%s\r\n%s\r\n" % (len(part), extension, part)
     out += b"0\r\n"
     for name, value in trailers:
         out += ("%s: %s\r\n" % (name, value)).encode("latin-1")

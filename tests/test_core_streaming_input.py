@@ -229,3 +229,20 @@ def test_stream_input_option_applies_to_plain_apps(streaming):
     assert "aiowsgi.input_sentinel" in env
     assert "wsgi.input_sentinel" in env
     assert env["_body"] == ""  # read() at the end of an empty body: b""
+
+
+def test_streamed_requests_pipelined_in_one_write(streaming):
+    bodies = [os.urandom(n) for n in (0, 1, 5000, 70000)]
+    raw = b""
+    for i, body in enumerate(bodies):
+        if i % 2:
+            raw += build_request("POST", "/", [("Transfer-Encoding", "chunked")],
+                                 chunked(body[:7], body[7:], trailers=[("X-T", "1")]))
+        else:
+            raw += build_request("POST", "/", [("Content-Length", str(len(body)))], body)
+    with client(streaming, HASH) as c:
+        c.send(raw)
+        for body in bodies:
+            data = c.read_response().json()
+            assert data["length"] == len(body)
+            assert data["sha256"] == hashlib.sha256(body).hexdigest()
