@@ -297,9 +297,9 @@ def file_wrapper(environ, start_response):
 class ClosingIterable:
     """An iterable with ``close()`` that records each call.  ``?mode=``: ``normal`` (parts then
     stop), ``raise`` (one part, then RuntimeError), ``endless`` (64 KiB chunks, bounded at
-    1 GiB), ``bad_item`` (one str item), ``close_raises`` (two parts; close() raises).  ``start_response`` is called in the first
-    ``__next__`` (PEP 3333 allows that), so even an invalid status reaches an iterable whose
-    ``close()`` the server owes."""
+    1 GiB), ``bad_item`` (one str item), ``close_raises`` (two parts; close() raises).
+    ``start_response`` is called in the first ``__next__`` (PEP 3333 allows that), so even an
+    invalid status reaches an iterable whose ``close()`` the server owes."""
 
     def __init__(self, ident, mode, start):
         self.ident = ident
@@ -671,7 +671,8 @@ ROUTES = {
     "ignore_body": ignore_body, "input_ops": input_ops, "errors_stream": errors_stream,
     "scripted": scripted, "stream": stream, "file_wrapper": file_wrapper, "closing": closing,
     "exc_info_before_body": exc_info_before_body, "exc_info_after_body": exc_info_after_body,
-    "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write, "write_then_return": write_then_return,
+    "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write,
+    "write_then_return": write_then_return,
     "raise_before_headers": raise_before_headers, "raise_after_start": raise_after_start,
     "raise_in_generator": raise_in_generator, "no_start_response": no_start_response,
     "returns_none": returns_none, "bad_response": bad_response,

@@ -8,7 +8,8 @@ Each APP (``module:attribute``) gets its own ``aiowsgi.Server`` bound to ``--bin
 Options are passed as keyword arguments (``--max-body-size 100`` -> ``max_body_size=100``; a
 value is an int, a float, ``true``/``false``, or a string; a flag without value is True).
 An option named ``--sN-<name>`` applies to the N-th server only (from 0), e.g.
-``--s1-max-body-size 10``.  One app is served in the main thread; several apps are served in one thread each.
+``--s1-max-body-size 10``.  One app is served in the main thread; several apps are served in
+one thread each.
 SIGTERM or SIGINT stops every server (gracefully) and the process exits 0.
 
 To check the tests themselves against a reference server, ``AIOWSGI_TEST_REFERENCE=waitress``

@@ -38,7 +38,8 @@ def unique_id(prefix="t"):
 
 
 def wait_for(predicate, timeout=IO_TIMEOUT, interval=0.02):
-    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` passes (None)."""
+    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` passes
+    (None)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -103,8 +104,8 @@ class ServerProcess:
 
     def start(self, timeout=START_TIMEOUT):
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         cwd=ROOT, env=self.env)
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL, cwd=ROOT, env=self.env)
         deadline = time.monotonic() + timeout
         while True:
             lines = [line.split() for line in self.stdout().splitlines()]
@@ -413,7 +414,8 @@ class RawClient:
         raw = self.read_until(b"\r\n\r\n")
         if raw is None:
             if self.buf:
-                raise IncompleteResponse("stream ended inside a response head: %r" % bytes(self.buf))
+                raise IncompleteResponse("stream ended inside a response head: %r"
+                                         % bytes(self.buf))
             return None
         lines = raw[:-4].split(b"\r\n")
         status_line = lines[0].decode("latin-1")

@@ -59,7 +59,8 @@ MALFORMED = {
     "bare_lf_after_header": b"GET /environ/ HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
     "bare_cr_in_header": b"GET /environ/ HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
     "obs_fold": b"GET /environ/ HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n",
-    "non_numeric_content_length": b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n1x",
+    "non_numeric_content_length": (b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n"
+                                   b"\r\n1x"),
     "negative_content_length": b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     "differing_content_lengths": (b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                                   b"Content-Length: 4\r\n\r\nabcd"),
