@@ -11,6 +11,8 @@ An option named ``--sN-<name>`` applies to the N-th server only (from 0), e.g.
 ``--s1-max-body-size 10``.  One app is served in the main thread; several apps are served in
 one thread each.
 SIGTERM or SIGINT stops every server (gracefully) and the process exits 0.
+``--record-access``: an ``access_log`` callable that appends ``access <status> <bytes>
+<method> <raw uri>`` lines to the events file (``$AIOWSGI_TEST_EVENTS``, see tests/apps.py).
 
 To check the tests themselves against a reference server, ``AIOWSGI_TEST_REFERENCE=waitress``
 serves the (first) app with waitress instead (options ignored; some tests then fail where
@@ -81,6 +83,13 @@ def serve_reference(spec):
     return 0
 
 
+def record_access(environ, status, size, duration):
+    from tests.apps import record
+
+    record("access", status, size, environ.get("REQUEST_METHOD") or "-",
+           environ.get("RAW_URI") or "-")
+
+
 def main(argv):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     specs, options = parse_args(argv)
@@ -94,6 +103,8 @@ def main(argv):
         if match:
             per_server[int(match.group(1))][match.group(2)] = options.pop(name)
     bind = options.pop("bind", "127.0.0.1:0")
+    if options.pop("record_access", False):
+        options["access_log"] = record_access
     servers = []
     for spec, own in zip(specs, per_server):
         kwargs = dict(options, **own)
