@@ -4,7 +4,7 @@ PIP := $(PYTHON) -m pip
 # Test dependencies come from requirements-test.txt (one list for make and CI).
 export AIOWSGI_WERROR ?= 1
 
-.PHONY: all deps sysdeps pydeps build test serve clean
+.PHONY: all deps sysdeps testdeps pydeps build test serve clean
 
 all: build
 
@@ -26,10 +26,18 @@ sysdeps:
 	  echo "aiowsgi: install llhttp first (see README.rst)"; exit 1; \
 	fi
 
+# Tools the tests drive: curl as a client, nginx as a real reverse proxy in front of aiowsgi.
+testdeps:
+	@missing=""; for tool in curl nginx; do command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] \
+	    || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
 pydeps:
 	$(PIP) install -q -r requirements-test.txt
 
-deps: sysdeps pydeps
+deps: sysdeps testdeps pydeps
 
 build: sysdeps
 	$(PYTHON) setup.py -q build_ext --inplace

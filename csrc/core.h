@@ -292,6 +292,8 @@ void aw_wsgi_detach(aw_conn_t *c);
 void aw_wsgi_file_done(aw_conn_t *c);
 
 /* ---- response.c -------------------------------------------------------------------------- */
+char *aw_out_reserve(aw_conn_t *c, size_t len);
+void aw_out_commit(aw_conn_t *c, size_t len);
 int aw_out_copy(aw_conn_t *c, const char *data, size_t len);
 int aw_out_ref(aw_conn_t *c, PyObject *obj, const char *data, size_t len);
 int aw_out_flush(aw_conn_t *c);

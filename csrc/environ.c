@@ -127,6 +127,17 @@ static int set_str(PyObject *d, PyObject *key, const char *p, size_t n)
 static int set_target(aw_conn_t *c, PyObject *d, const char *u, size_t n)
 {
     aw_state_t *st = c->srv->st;
+    if (n > 0 && u[0] == '/' && !memchr(u, '%', n) && !memchr(u, '?', n) && !memchr(u, '#', n)) {
+        /* the common "/path": RAW_URI and PATH_INFO are the same string */
+        PyObject *path = PyUnicode_DecodeLatin1(u, (Py_ssize_t)n, NULL);
+        int r = path && PyDict_SetItem(d, st->k_RAW_URI, path) == 0 &&
+                        PyDict_SetItem(d, st->k_PATH_INFO, path) == 0 &&
+                        PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty) == 0
+                    ? 0
+                    : -1;
+        Py_XDECREF(path);
+        return r;
+    }
     if (set_str(d, st->k_RAW_URI, u, n) < 0)
         return -1;
     const char *path = u, *end = u + n;
@@ -277,10 +288,13 @@ PyObject *aw_environ_build(aw_conn_t *c)
             goto error;
     }
     if (forwarded) {
+        /* a unix-socket peer is a local process the socket file's permissions let in (a
+         * reverse proxy on the same host): trusted, as gunicorn does */
         const char *ip = PyUnicode_AsUTF8(c->remote_addr);
         if (!ip)
             goto error;
-        if (aw_server_trusts(c->srv, ip) && apply_forwarded(c, d) < 0)
+        if ((c->lst->family == AF_UNIX || aw_server_trusts(c->srv, ip)) &&
+            apply_forwarded(c, d) < 0)
             goto error;
     }
     return d;

@@ -90,6 +90,29 @@ static int wbuf_reserve(aw_conn_t *c, size_t extra)
     return 0;
 }
 
+/* Room for len bytes at the end of the write buffer, to be filled by the caller and then
+ * queued with aw_out_commit; NULL when out of memory or segments. */
+char *aw_out_reserve(aw_conn_t *c, size_t len)
+{
+    if (wbuf_reserve(c, len) < 0)
+        return NULL;
+    aw_seg_t *last = c->nsegs > c->shead ? &c->segs[c->nsegs - 1] : NULL;
+    if (!(last && !last->obj && last->off + last->len == c->wlen) && c->nsegs == AW_MAX_SEGS)
+        return NULL;
+    return c->wbuf + c->wlen;
+}
+
+void aw_out_commit(aw_conn_t *c, size_t len)
+{
+    aw_seg_t *last = c->nsegs > c->shead ? &c->segs[c->nsegs - 1] : NULL;
+    if (last && !last->obj && last->off + last->len == c->wlen)
+        last->len += len;
+    else
+        c->segs[c->nsegs++] = (aw_seg_t){.obj = NULL, .off = c->wlen, .len = len};
+    c->wlen += len;
+    c->out_bytes += len;
+}
+
 int aw_out_copy(aw_conn_t *c, const char *data, size_t len)
 {
     if (len == 0)
@@ -326,16 +349,24 @@ bad_cl:
     return -1;
 }
 
-static int put_str(aw_conn_t *c, PyObject *s)
+#define LIT(s) s, sizeof(s) - 1
+
+/* Append to the write buffer; the caller reserved the room. */
+static char *put(char *p, const char *data, size_t len)
 {
-    return aw_out_copy(c, (const char *)PyUnicode_1BYTE_DATA(s), (size_t)PyUnicode_GET_LENGTH(s));
+    memcpy(p, data, len);
+    return p + len;
 }
 
-#define PUT_LIT(c, lit) aw_out_copy((c), (lit), sizeof(lit) - 1)
+static char *put_str(char *p, PyObject *s)
+{
+    return put(p, (const char *)PyUnicode_1BYTE_DATA(s), (size_t)PyUnicode_GET_LENGTH(s));
+}
 
 /* Queue the status line and headers. known_len: the whole body's length when the server
- * knows it (a list or tuple of bytes, a file), else -1. Returns 0, or -1 with an exception
- * set (an app error: nothing has been queued). */
+ * knows it (a one-item list or tuple, a file), else -1. Returns 0, or -1 with an exception
+ * set (an app error: nothing has been queued). One reservation, then straight copies: this
+ * runs once per response. */
 int aw_response_headers(aw_conn_t *c, long long known_len)
 {
     aw_hdr_flags_t f = {0};
@@ -344,52 +375,72 @@ int aw_response_headers(aw_conn_t *c, long long known_len)
         return -1;
     int code = c->resp_status;
     c->no_body = c->is_head || code < 200 || code == 204 || code == 304;
-    int r = PUT_LIT(c, "HTTP/1.1 ");
-    r |= put_str(c, c->status);
-    r |= PUT_LIT(c, "\r\n");
-    Py_ssize_t nh = PySequence_Fast_GET_SIZE(c->headers);
-    for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(c->headers, i); // borrowed
-        r |= put_str(c, PyTuple_GET_ITEM(item, 0));
-        r |= PUT_LIT(c, ": ");
-        r |= put_str(c, PyTuple_GET_ITEM(item, 1));
-        r |= PUT_LIT(c, "\r\n");
-    }
-    char num[48];
+    /* framing decided first: it may change close_after */
+    char framing[48];
+    size_t framing_len = 0;
     if (code < 200 || code == 204 || code == 304) {
         /* RFC 9110 8.6: no body, no framing headers of ours */
     } else if (c->resp_cl >= 0) {
         /* the app's length is used, and enforced in aw_response_body/end */
     } else if (known_len >= 0) {
         c->resp_cl = known_len;
-        int n = snprintf(num, sizeof(num), "Content-Length: %lld\r\n", known_len);
-        r |= aw_out_copy(c, num, (size_t)n);
+        framing_len = (size_t)snprintf(framing, sizeof(framing), "Content-Length: %lld\r\n",
+                                       known_len);
     } else if (c->is_head) {
         /* the length is unknown and no body follows: say nothing */
     } else if (c->parser.http_minor >= 1) {
         c->chunked_out = 1;
-        r |= PUT_LIT(c, "Transfer-Encoding: chunked\r\n");
+        framing_len = sizeof("Transfer-Encoding: chunked\r\n") - 1;
+        memcpy(framing, "Transfer-Encoding: chunked\r\n", framing_len);
     } else {
         c->close_after = 1; /* HTTP/1.0: the end of the body is the end of the connection */
     }
-    if (!f.has_date)
-        r |= aw_out_copy(c, c->srv->date_line, c->srv->date_len);
-    if (!f.has_server)
-        r |= PUT_LIT(c, "Server: aiowsgi\r\n");
+    static const char conn_close[] = "Connection: close\r\n";
+    static const char conn_keep[] = "Connection: keep-alive\r\n";
+    const char *conn_hdr = NULL;
+    size_t conn_len = 0;
     if (!f.has_connection) {
         if (c->close_after || !c->keep_alive || c->srv->stopping)
-            r |= PUT_LIT(c, "Connection: close\r\n");
+            conn_hdr = conn_close, conn_len = sizeof(conn_close) - 1;
         else if (c->parser.http_minor == 0)
-            r |= PUT_LIT(c, "Connection: keep-alive\r\n");
+            conn_hdr = conn_keep, conn_len = sizeof(conn_keep) - 1;
     }
-    r |= PUT_LIT(c, "\r\n");
-    if (r) {
+    Py_ssize_t nh = PySequence_Fast_GET_SIZE(c->headers);
+    size_t total = 9 + (size_t)PyUnicode_GET_LENGTH(c->status) + 2 + framing_len + conn_len +
+                   (f.has_date ? 0 : c->srv->date_len) + (f.has_server ? 0 : 17) + 2;
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(c->headers, i); // borrowed
+        total += (size_t)PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(item, 0)) +
+                 (size_t)PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(item, 1)) + 4;
+    }
+    char *start = aw_out_reserve(c, total);
+    if (!start) {
         PyErr_NoMemory();
         return -1;
     }
+    char *p = put(start, LIT("HTTP/1.1 "));
+    p = put_str(p, c->status);
+    p = put(p, LIT("\r\n"));
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(c->headers, i); // borrowed
+        p = put_str(p, PyTuple_GET_ITEM(item, 0));
+        p = put(p, LIT(": "));
+        p = put_str(p, PyTuple_GET_ITEM(item, 1));
+        p = put(p, LIT("\r\n"));
+    }
+    p = put(p, framing, framing_len);
+    if (!f.has_date)
+        p = put(p, c->srv->date_line, c->srv->date_len);
+    if (!f.has_server)
+        p = put(p, LIT("Server: aiowsgi\r\n"));
+    p = put(p, conn_hdr, conn_len);
+    p = put(p, LIT("\r\n"));
+    aw_out_commit(c, (size_t)(p - start));
     c->headers_sent = 1;
     return 0;
 }
+
+#define PUT_LIT(c, lit) aw_out_copy((c), (lit), sizeof(lit) - 1)
 
 /* Queue body bytes (data/len inside obj, which is kept alive while queued). Returns 0, or
  * -1 (no memory) with an exception set. */
@@ -411,19 +462,25 @@ int aw_response_body(aw_conn_t *c, PyObject *obj, const char *data, size_t len)
     c->body_sent += len;
     if (c->no_body || len == 0)
         return 0;
-    int r = 0;
-    if (c->chunked_out) {
-        char head[24];
-        int n = snprintf(head, sizeof(head), "%zx\r\n", len);
-        r |= aw_out_copy(c, head, (size_t)n);
+    char head[24];
+    size_t hlen = c->chunked_out ? (size_t)snprintf(head, sizeof(head), "%zx\r\n", len) : 0;
+    size_t tlen = c->chunked_out ? 2 : 0;
+    if (len <= AW_COPY_MAX || !obj) {
+        /* small: chunk head, data and CRLF copied in one piece */
+        char *p = aw_out_reserve(c, hlen + len + tlen);
+        if (!p) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(p, head, hlen);
+        memcpy(p + hlen, data, len);
+        memcpy(p + hlen + len, "\r\n", tlen);
+        aw_out_commit(c, hlen + len + tlen);
+        return 0;
     }
-    if (len <= AW_COPY_MAX || !obj)
-        r |= aw_out_copy(c, data, len);
-    else
-        r |= aw_out_ref(c, obj, data, len);
-    if (c->chunked_out)
-        r |= PUT_LIT(c, "\r\n");
-    if (r) {
+    /* large: referenced, not copied */
+    if (aw_out_copy(c, head, hlen) < 0 || aw_out_ref(c, obj, data, len) < 0 ||
+        aw_out_copy(c, "\r\n", tlen) < 0) {
         PyErr_NoMemory();
         return -1;
     }

@@ -331,10 +331,8 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
         PyErr_SetString(PyExc_RuntimeError, "this server is already running");
         return NULL;
     }
-    if (s->stop_req == 0 && s->nlisteners > 0 && s->listeners[0].io.fd < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "this server has been stopped");
-        return NULL;
-    }
+    if (s->nlisteners > 0 && s->listeners[0].io.fd < 0)
+        Py_RETURN_NONE; /* stop() came first (a race with a starting thread): nothing to do */
     s->running = 1;
     s->stopping = 0;
     refresh_clock(s);
@@ -416,6 +414,12 @@ static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:stop", kwlist, &graceful, &timeout))
         return NULL;
     s->stop_timeout = timeout;
+    /* Stop accepting at once, even if the loop is busy in an app call, so new connections
+     * are refused rather than parked in the backlog. Safe from any thread: every accept and
+     * epoll_ctl on a listener happens with the GIL held, as here, and a listener event still
+     * queued in the loop's batch is ignored once accepting is off. */
+    if (s->epfd >= 0)
+        listeners_close(s);
     /* an immediate stop wins over a graceful one already asked for */
     int want = graceful ? 1 : 2;
     int cur = __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE);

@@ -7,20 +7,19 @@
  */
 #include "core.h"
 
+#include <structmember.h>
+
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall;
     aw_conn_t *conn; /* NULL once the connection is gone */
 } aw_sr_t;
 
 /* ---- start_response ---------------------------------------------------------------------- */
 
-static PyObject *sr_call(aw_sr_t *self, PyObject *args, PyObject *kwds)
+static PyObject *sr_start(aw_sr_t *self, PyObject *status, PyObject *headers,
+                          PyObject *exc_info)
 {
-    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
-    PyObject *status, *headers, *exc_info = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status,
-                                     &headers, &exc_info))
-        return NULL;
     aw_conn_t *c = self->conn;
     if (!c || c->state != AW_ST_APP) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called outside of a request");
@@ -60,6 +59,44 @@ static PyObject *sr_call(aw_sr_t *self, PyObject *args, PyObject *kwds)
 }
 
 /* PEP 3333's write(): the bytes are queued and pushed out as far as the socket takes them. */
+static PyObject *sr_call(aw_sr_t *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status,
+                                     &headers, &exc_info))
+        return NULL;
+    return sr_start(self, status, headers, exc_info);
+}
+
+/* The usual call, start_response(status, headers[, exc_info]) by position, without building
+ * an argument tuple; keywords take the general path. */
+static PyObject *sr_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames)
+{
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (!kwnames && (n == 2 || n == 3))
+        return sr_start((aw_sr_t *)self, args[0], args[1], n == 3 ? args[2] : Py_None);
+    PyObject *tuple = NULL, *kwds = NULL, *result = NULL;
+    if (!(tuple = PyTuple_New(n)))
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    if (kwnames) {
+        if (!(kwds = PyDict_New()))
+            goto error;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0)
+                goto error;
+        }
+    }
+    result = sr_call((aw_sr_t *)self, tuple, kwds);
+error:
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwds);
+    return result;
+}
+
 static PyObject *sr_write(aw_sr_t *self, PyObject *data)
 {
     aw_conn_t *c = self->conn;
@@ -97,6 +134,11 @@ static void sr_dealloc(aw_sr_t *self)
     Py_DECREF(tp);
 }
 
+static PyMemberDef sr_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(aw_sr_t, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyMethodDef sr_methods[] = {
     {"write", (PyCFunction)sr_write, METH_O, "write(data): send body bytes (PEP 3333)."},
     {NULL, NULL, 0, NULL},
@@ -107,13 +149,14 @@ static PyType_Slot sr_slots[] = {
     {Py_tp_call, sr_call},
     {Py_tp_dealloc, sr_dealloc},
     {Py_tp_methods, sr_methods},
+    {Py_tp_members, sr_members},
     {0, NULL},
 };
 
 PyType_Spec aw_start_response_spec = {
     .name = "aiowsgi._core.StartResponse",
     .basicsize = sizeof(aw_sr_t),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = sr_slots,
 };
 
@@ -160,8 +203,10 @@ static aw_pump_t app_failed(aw_conn_t *c, const char *what)
 static PyObject *make_start_response(aw_conn_t *c)
 {
     aw_sr_t *sr = PyObject_New(aw_sr_t, c->srv->st->start_response_type);
-    if (sr)
+    if (sr) {
+        sr->vectorcall = sr_vectorcall;
         sr->conn = c;
+    }
     return (PyObject *)sr;
 }
 

@@ -204,10 +204,8 @@ def test_behind_nginx_kept_alive_upstream_connections_serve_many_requests(nginx_
 
 
 # README's nginx example proxies to a unix socket.  A unix-socket peer has no IP address
-# (REMOTE_ADDR is ""), so it never matches --forwarded-allow-ips; gunicorn trusts such peers
-# (only local processes allowed by the file's permissions can connect).  Reported to the lead.
-@pytest.mark.xfail(strict=True, reason="core: X-Forwarded-* from a unix-socket peer is never "
-                                       "trusted")
+# (REMOTE_ADDR is ""); like gunicorn, the core trusts such peers (only local processes allowed
+# by the socket file's permissions can connect).
 @needs_alias
 def test_behind_nginx_on_a_unix_socket(nginx_in_front, tmp_path):
     nginx = nginx_in_front(bind="unix:%s" % (tmp_path / "app.sock"))

@@ -58,11 +58,8 @@ def test_graceful_stop_finishes_in_flight_request_and_exits_0(start, signum, wor
     assert "Shutting down gracefully" in server.stderr
 
 
-# Core bug (reported to the lead): stop() only takes effect at the next loop turn, so a worker
-# busy in an app call keeps its listening socket open until that call returns; connections
-# made meanwhile wait in the backlog and are then reset instead of being refused.
-@pytest.mark.xfail(strict=True, reason="core: stop() during an app call leaves the listeners "
-                                       "open until the call returns")
+# stop() closes the core's listening sockets at once, even while a worker is busy in an app
+# call, so connections made during the drain are refused rather than parked in the backlog.
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_graceful_stop_refuses_new_connections_while_requests_finish(start, workers):
     server = start("-b", "127.0.0.1:0", "-w", workers, "app:app")

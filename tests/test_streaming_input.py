@@ -190,7 +190,8 @@ class Server:
         self.pid = self.proc.pid
         deadline = time.monotonic() + 15
         while True:
-            found = re.search(r"Listening on http://127\.0\.0\.1:(\d+)", self.out_path.read_text())
+            found = re.search(r"Listening on http://127\.0\.0\.1:(\d+)",
+                              self.out_path.read_text() + self.stderr())
             if found:
                 self.port = int(found.group(1))
                 break
