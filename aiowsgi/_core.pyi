@@ -5,7 +5,7 @@ the Python layer binds sockets, forks workers, handles signals and logging, and 
 listening file descriptors plus options to :class:`Server`.
 """
 
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 # A WSGI application (PEP 3333); kept loose on purpose, apps are duck-typed.
 WSGIApp = Callable[..., Iterable[bytes]]
@@ -17,7 +17,7 @@ LogFunc = Callable[[int, str, Optional[BaseException]], Any]
 # access_log(environ, status, response_body_bytes, duration_seconds): called once per
 # finished request (also for 4xx/5xx answers the server gives itself; environ is then a
 # minimal dict with REQUEST_METHOD, RAW_URI, SERVER_PROTOCOL, REMOTE_ADDR when known).
-AccessLogFunc = Callable[[dict, int, int, float], Any]
+AccessLogFunc = Callable[[Dict[str, Any], int, int, float], Any]
 
 __version__: str
 STREAMING_ATTR: str  # "__aiowsgi_streaming_input__": the attribute streaming_input() sets

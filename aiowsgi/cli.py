@@ -13,7 +13,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from . import __version__
-from .config import Config, ConfigError, options
+from .config import ConfigError, options
 from .importer import AppImportError
 from .master import WorkerBootError
 from .server import BindError, serve
@@ -78,4 +78,4 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-__all__ = ["Config", "build_parser", "main"]
+__all__ = ["build_parser", "main"]

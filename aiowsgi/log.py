@@ -8,7 +8,9 @@ about sockets or processes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import time
 from typing import IO, Any, Iterable, Mapping, Optional
@@ -38,6 +40,35 @@ class _SysStreamHandler(logging.Handler):
             stream.flush()
         except Exception:
             self.handleError(record)
+
+
+class _AppendFileHandler(logging.Handler):
+    """Appends each record as one line (one write) to a file, which :meth:`reopen` opens
+    again by name: after log rotation moved it away, lines go to a new file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = os.path.abspath(path)  # the app may chdir
+        self.file = self._open()
+
+    def _open(self) -> IO[str]:
+        return open(self.path, "a", encoding="utf-8", buffering=1)  # line buffered
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.file.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+    def reopen(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            new = self._open()
+            old, self.file = self.file, new
+            old.close()
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
 
 
 def setup_error_log(level: int) -> None:
@@ -103,7 +134,7 @@ class AccessLog:
         if target == "-":
             self.handler = _SysStreamHandler("stdout")
         else:
-            self.handler = logging.FileHandler(target, mode="a", encoding="utf-8")
+            self.handler = _AppendFileHandler(target)
         self.handler.setFormatter(logging.Formatter("%(message)s"))
 
     def __call__(self, environ: Mapping[str, Any], status: int, nbytes: int,
@@ -114,6 +145,11 @@ class AccessLog:
         self.handler.handle(record)
         if access_logger.isEnabledFor(logging.INFO):
             access_logger.handle(record)
+
+    def reopen(self) -> None:
+        """Open the file again by name (after log rotation); nothing for stdout."""
+        if isinstance(self.handler, _AppendFileHandler):
+            self.handler.reopen()
 
     def close(self) -> None:
         self.handler.close()

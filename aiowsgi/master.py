@@ -5,9 +5,9 @@ as an import string: each worker imports it after the fork, so a worker started 
 runs the app's current source.  It never touches a client connection.
 
 Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
-replaces the workers one by one.  Each worker has a pipe on which it reports that it booted
-(or why it could not) and a shared ``mmap`` where the core writes when the current app call
-began, which the master compares with ``--timeout``.
+replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on
+which it reports that it booted (or why it could not) and a shared ``mmap`` where the core
+writes when the current app call began, which the master compares with ``--timeout``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NoReturn, Op
 
 from .config import AccessLogFunc, Config
 from .importer import AppImportError, load_app, make_app
-from .log import error_log
+from .log import AccessLog, error_log
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -84,10 +84,11 @@ class Master:
         self.on_ready: Optional[Callable[[], None]] = on_ready
         self.workers: Dict[int, Worker] = {}
         self.generation = 0
-        self._commands: Deque[str] = collections.deque()  # "graceful", "immediate", "reload"
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # "graceful", "immediate", "reload", "reopen"
+        self._commands: Deque[str] = collections.deque()
+        # Pipes, opened by run(): a self-pipe that wakes the loop, and a "life" pipe that is
+        # never written: a worker sees EOF on it when the master is gone, even by SIGKILL.
+        self._wake_r = self._wake_w = self._life_r = self._life_w = -1
         self._shutdown: Optional[str] = None  # None while serving, else "graceful"/"immediate"
         self._deadline = 0.0   # monotonic time at which remaining workers get SIGKILL
         self._ever_booted = False
@@ -105,11 +106,17 @@ class Master:
         """Ask :meth:`run` to replace every worker, one by one."""
         self._command("reload")
 
+    def reopen_logs(self) -> None:
+        """Ask :meth:`run` to have the access-log file reopened, here and in every worker."""
+        self._command("reopen")
+
     def _command(self, command: str) -> None:
         self._commands.append(command)
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return  # not running: run() looks at the commands when it starts
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
@@ -118,6 +125,8 @@ class Master:
     def _on_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGHUP:
             self._command("reload")
+        elif signum == signal.SIGUSR1:
+            self._command("reopen")
         elif signum == signal.SIGQUIT or (signum == signal.SIGINT and self._shutdown):
             self._command("immediate")
         elif signum in (signal.SIGTERM, signal.SIGINT):
@@ -129,19 +138,25 @@ class Master:
 
     def run(self) -> None:
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-                   signal.SIGCHLD)
+                   signal.SIGUSR1, signal.SIGCHLD)
         previous = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        self._wake_r, self._wake_w = os.pipe()
+        self._life_r, self._life_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         try:
+            if threading.current_thread() is threading.main_thread():
+                previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
             self._loop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._kill_all(signal.SIGKILL)  # only if the loop itself failed
             self._reap(block=True)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            fds = (self._wake_r, self._wake_w, self._life_r, self._life_w)
+            self._wake_r = self._wake_w = self._life_r = self._life_w = -1
+            for fd in fds:
+                os.close(fd)
         if self._fatal is not None:
             raise self._fatal
 
@@ -163,7 +178,11 @@ class Master:
     def _run_commands(self) -> None:
         while self._commands:
             command = self._commands.popleft()
-            if command == "reload":
+            if command == "reopen":
+                if isinstance(self.access_log, AccessLog):
+                    self.access_log.reopen()
+                self._kill_all(signal.SIGUSR1)
+            elif command == "reload":
                 if self._shutdown is None:
                     self.generation += 1
                     error_log.info("Reloading: replacing the workers one by one")
@@ -218,6 +237,12 @@ class Master:
         elif time.monotonic() >= self._respawn_at:
             self._spawn()
 
+    def _back_off(self) -> None:
+        """Start no new worker for a while (doubling up to MAX_RESPAWN_DELAY while starting
+        workers keeps failing; reset when one boots)."""
+        self._respawn_delay = min(MAX_RESPAWN_DELAY, max(0.5, self._respawn_delay * 2))
+        self._respawn_at = time.monotonic() + self._respawn_delay
+
     def _retire(self, worker: Worker) -> None:
         worker.stopping = True
         _kill(worker.pid, signal.SIGTERM)
@@ -250,7 +275,15 @@ class Master:
         max_requests = self.config.max_requests
         if max_requests:  # jitter, so that workers started together do not restart together
             max_requests += random.randint(0, max_requests // 10)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: try again later
+            error_log.error("Cannot start a worker: %s", exc)
+            for fd in (read_end, write_end):
+                os.close(fd)
+            heartbeat.close()
+            self._back_off()
+            return
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             os.close(read_end)
             self._worker_process(heartbeat, write_end, max_requests)
@@ -264,7 +297,7 @@ class Master:
             try:
                 data = os.read(worker.boot_pipe, 4096)
             except BlockingIOError:
-                return
+                break  # (a child the app forked during import may hold the pipe open)
             if data:
                 worker.message += data
                 continue
@@ -333,8 +366,7 @@ class Master:
             error_log.error("Reload failed; the running workers keep serving")
             for other in self.workers.values():
                 other.generation = self.generation
-        self._respawn_delay = min(MAX_RESPAWN_DELAY, max(0.5, self._respawn_delay * 2))
-        self._respawn_at = time.monotonic() + self._respawn_delay
+        self._back_off()
 
     # -- in the worker ---------------------------------------------------------------------
 
@@ -361,8 +393,10 @@ class Master:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)  # until the loop exists, a signal just ends us
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the master's business
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until there is a log to reopen
+        for fd in (self._wake_r, self._wake_w, self._life_w):
+            os.close(fd)
+        self._wake_r = self._wake_w = self._life_w = -1
         for other in self.workers.values():  # the master's ends for the other workers
             other.heartbeat.close()
             if other.boot_pipe >= 0:
@@ -391,12 +425,28 @@ class Master:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, stop)
+        if isinstance(self.access_log, AccessLog):
+            access_log = self.access_log
+            signal.signal(signal.SIGUSR1, lambda signum, frame: access_log.reopen())
+            access_log.reopen()  # in case the master reopened it after our fork
+        threading.Thread(target=self._stop_when_orphaned, args=(core,), daemon=True,
+                         name="aiowsgi-orphan-watch").start()
         _write_all(boot_pipe, BOOT_READY)
         os.close(boot_pipe)
         core.run()
         for sock in self.sockets:
             sock.close()
         return EXIT_OK
+
+    def _stop_when_orphaned(self, core: Any) -> None:  # pragma: no cover - child process
+        """In a worker: wait for the master to end, then stop serving (gracefully)."""
+        try:
+            while os.read(self._life_r, 1):
+                pass
+        except OSError:
+            pass
+        error_log.warning("Worker %d: the master is gone; stopping", os.getpid())
+        core.stop(True, self.config.graceful_timeout)
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -21,13 +21,13 @@ from .config import (DEFAULT_BIND, AccessLogFunc, BindAddress, Config, ConfigErr
                      parse_bind)
 from .importer import check_app_spec, make_app
 from .log import AccessLog, ErrorStream, core_log, error_log, setup_error_log
+from .master import Master
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
     from typing_extensions import Unpack
 
     from .config import Options
-    from .master import Master
 
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
 
@@ -90,19 +90,21 @@ class Server:
         try:
             self._open_sockets()
         except BaseException:
-            self._close_sockets()
+            self._close()
             raise
         self.addresses: List[str] = [describe(sock) for sock in self.sockets]
         self._core: Optional[_core.Server] = None
         self._master: Optional[Master] = None
-        if isinstance(app, str) or config.workers > 1:
-            from .master import Master  # imported here: in-process serving never needs it
-
-            self._master = Master(app, config, self.sockets, self.access_log,
-                                  on_ready=self._log_listening)
-        else:
-            self._core = make_core(make_app(app, config.factory), config, self.sockets,
-                                   self.access_log)
+        try:
+            if isinstance(app, str) or config.workers > 1:
+                self._master = Master(app, config, self.sockets, self.access_log,
+                                      on_ready=self._log_listening)
+            else:
+                self._core = make_core(make_app(app, config.factory), config, self.sockets,
+                                       self.access_log)
+        except BaseException:
+            self._close()
+            raise
 
     @property
     def uses_master(self) -> bool:
@@ -123,9 +125,7 @@ class Server:
                 self._log_listening()
                 self._core.run()
         finally:
-            self._close_sockets()
-            if self._access_file is not None:
-                self._access_file.close()
+            self._close()
 
     def stop(self, graceful: bool = True) -> None:
         """Stop serving: gracefully (stop accepting, let in-flight requests finish within
@@ -136,6 +136,14 @@ class Server:
             self._core.stop(graceful, self.config.graceful_timeout)
             for sock in self.sockets:  # new connections are refused from now on
                 sock.close()
+
+    def reopen_logs(self) -> None:
+        """Open the access-log file again by name, after log rotation moved it (with a
+        master, in every worker too).  What SIGUSR1 does.  Safe from a signal handler."""
+        if self._master is not None:
+            self._master.reopen_logs()
+        elif self._access_file is not None:
+            self._access_file.reopen()
 
     def _log_listening(self) -> None:
         workers = self.config.workers
@@ -155,7 +163,10 @@ class Server:
             if address.kind == "unix":
                 self._unix_paths.append(address.path)
 
-    def _close_sockets(self) -> None:
+    def _close(self) -> None:
+        """Close the sockets (removing unix socket files) and the access-log file."""
+        if self._access_file is not None:
+            self._access_file.close()
         for sock in self.sockets:
             sock.close()
         for path in self._unix_paths:
@@ -168,7 +179,8 @@ class Server:
 
 def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None] = None,
           **options: Unpack[Options]) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM (graceful) or SIGQUIT (immediate).
+    """Serve ``app`` until SIGINT or SIGTERM (graceful) or SIGQUIT (immediate); SIGUSR1
+    reopens the access log.
 
     Takes the arguments of :class:`Server`.  Signal handlers are installed when called from the
     main thread and restored afterwards.
@@ -181,6 +193,7 @@ def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None
         signal.SIGINT: lambda *_: server.stop(graceful=True),
         signal.SIGTERM: lambda *_: server.stop(graceful=True),
         signal.SIGQUIT: lambda *_: server.stop(graceful=False),
+        signal.SIGUSR1: lambda *_: server.reopen_logs(),
     }
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
@@ -214,9 +227,11 @@ def bind_socket(address: BindAddress, backlog: int) -> socket.socket:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(address.path)
         else:
-            family, type_, proto, _, sockaddr = socket.getaddrinfo(
-                address.host, address.port, type=socket.SOCK_STREAM,
-                flags=socket.AI_PASSIVE)[0]
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            # a name with both families ("localhost") binds its IPv4 address, like most servers
+            family, type_, proto, _, sockaddr = min(
+                infos, key=lambda info: info[0] != socket.AF_INET)
             sock = socket.socket(family, type_, proto)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:  # [::]:80 means IPv6 only; bind 0.0.0.0 for IPv4

@@ -206,8 +206,11 @@ static void listeners_watch(aw_server_t *s, int on)
         aw_listener_t *l = &s->listeners[i];
         if (l->io.fd < 0)
             continue;
-        /* EPOLLEXCLUSIVE: with several workers on one socket, wake one, not all */
-        if (aw_server_update_events(s, &l->io, on ? (EPOLLIN | EPOLLEXCLUSIVE) : 0) < 0 && on)
+        /* Not EPOLLEXCLUSIVE: it wakes one loop per connection, and a loop that stops
+         * accepting right then would swallow the wake-up while its siblings sleep on a
+         * queued connection. Every worker hears of it; one accept4 wins, the rest see
+         * EAGAIN; cheap at worker counts of a few per core. */
+        if (aw_server_update_events(s, &l->io, on ? EPOLLIN : 0) < 0 && on)
             aw_log_message(s, 40, "cannot watch listening socket %d: %s", l->io.fd,
                            strerror(errno));
     }

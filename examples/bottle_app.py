@@ -15,6 +15,7 @@ Routes:
 """
 
 import hashlib
+import os
 import sys
 
 import bottle
@@ -76,6 +77,8 @@ def upload():
 
 
 if __name__ == "__main__":
+    # Run from a checkout (built in place, not installed): aiowsgi is in the folder above.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import aiowsgi.bottle  # noqa: F401  (registers server="aiowsgi")
 
     host, _, port = (sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000").rpartition(":")

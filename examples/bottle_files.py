@@ -80,6 +80,8 @@ def from_env():
 
 
 if __name__ == "__main__":
+    # Run from a checkout (built in place, not installed): aiowsgi is in the folder above.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import aiowsgi
 
     if len(sys.argv) not in (2, 3) or not os.path.isdir(sys.argv[1]):

@@ -15,6 +15,7 @@ The one view, at ``/``:
 """
 
 import hashlib
+import os
 import sys
 
 from django.conf import settings
@@ -72,6 +73,8 @@ django.setup()
 application = get_wsgi_application()
 
 if __name__ == "__main__":
+    # Run from a checkout (built in place, not installed): aiowsgi is in the folder above.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import aiowsgi
 
     aiowsgi.serve(application, bind=sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000")

@@ -15,6 +15,7 @@ Routes:
 """
 
 import hashlib
+import os
 import sys
 
 import falcon
@@ -78,6 +79,8 @@ app.add_route("/greet", Greet())
 app.add_route("/upload", Upload())
 
 if __name__ == "__main__":
+    # Run from a checkout (built in place, not installed): aiowsgi is in the folder above.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import aiowsgi
 
     aiowsgi.serve(app, bind=sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000")

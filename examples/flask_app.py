@@ -15,6 +15,7 @@ Routes (the same as examples/bottle_app.py):
 """
 
 import hashlib
+import os
 import sys
 
 from flask import Flask, abort, jsonify, render_template_string, request
@@ -69,6 +70,8 @@ def upload():
 
 
 if __name__ == "__main__":
+    # Run from a checkout (built in place, not installed): aiowsgi is in the folder above.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import aiowsgi
 
     aiowsgi.serve(app, bind=sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000")

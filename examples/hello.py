@@ -7,6 +7,7 @@ Run it, then open http://127.0.0.1:8000/ ::
     aiowsgi --chdir examples hello:app        # the same app through the command line
 """
 
+import os
 import sys
 
 
@@ -18,6 +19,8 @@ def app(environ, start_response):
 
 
 if __name__ == "__main__":
+    # Run from a checkout (built in place, not installed): aiowsgi is in the folder above.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import aiowsgi
 
     aiowsgi.serve(app, bind=sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000")

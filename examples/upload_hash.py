@@ -1,9 +1,12 @@
 """Hash an upload of any size in constant memory: answers its sha256 and its byte count.
 
-Run: ``python examples/upload_hash.py [PORT]`` (127.0.0.1:8000 by default), then
-``curl -T big.iso http://127.0.0.1:8000/`` or ``curl --data-binary @big.iso ...``.
-As a WSGI app: ``aiowsgi --stream-input examples.upload_hash:app``; under a server without
-the streaming input protocol the app reads its (fully buffered) input the classic way.
+Run: ``python examples/upload_hash.py [HOST:PORT | PORT]`` (127.0.0.1:8000 by default), then
+``curl -T big.iso http://127.0.0.1:8000/`` (Content-Length) or
+``curl -H 'Transfer-Encoding: chunked' -T big.iso http://127.0.0.1:8000/`` (chunked).
+From the command line: ``aiowsgi --chdir examples upload_hash:app`` (the app is marked with
+``aiowsgi.streaming_input``). Under a server without the streaming input protocol the app
+reads its (fully buffered) input the classic way. The answer is JSON:
+``{"sha256": "...", "bytes": N}``.
 
 aiowsgi calls the app as soon as the request head is in.  Iterating ``wsgi.input`` yields
 the body as it arrives, and the server's sentinel object when nothing has arrived yet: the
@@ -13,8 +16,13 @@ more body is there.  Meanwhile the same single-threaded worker serves everybody 
 
 import hashlib
 import json
+import os
+import sys
 
-import aiowsgi
+if __name__ == "__main__":  # run from a checkout (built in place): aiowsgi is one folder up
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aiowsgi  # noqa: E402
 
 BLOCK = 64 * 1024
 
@@ -65,7 +73,5 @@ def app(environ, start_response):
 
 
 if __name__ == "__main__":
-    import sys
-
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    aiowsgi.serve(app, bind="127.0.0.1:%d" % port)
+    where = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000"
+    aiowsgi.serve(app, bind=where if ":" in where else "127.0.0.1:" + where)

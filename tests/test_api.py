@@ -199,6 +199,18 @@ def test_bind_failure_raises_bind_error():
     assert str(info.value) == "cannot bind %s: Address already in use" % address
 
 
+def test_a_failed_construction_releases_the_address():
+    server = aiowsgi.Server(hello, bind="127.0.0.1:0")
+    address = server.addresses[0]
+    server.stop()
+    server.serve_forever()
+    with pytest.raises(TypeError, match="not a WSGI application"):
+        aiowsgi.Server(lambda: 42, bind=address, factory=True)
+    again = aiowsgi.Server(hello, bind=address)  # the address is free again
+    again.stop()
+    again.serve_forever()
+
+
 def test_invalid_options_are_refused_before_binding():
     with pytest.raises(ConfigError, match="invalid --workers 0"):
         aiowsgi.Server(hello, bind="127.0.0.1:0", workers=0)
@@ -329,6 +341,19 @@ def test_log_errors_and_access_log_callables_replace_the_logging(serving):
     assert [(path, status) for path, status, _ in accessed] == [("/errors", 200),
                                                                 ("/fail", 500)]
     assert accessed[0][2] > 0
+
+
+def test_reopen_logs_after_rotation(serving, tmp_path):
+    log = tmp_path / "access.log"
+    running = serving(access_log=str(log))
+    address = running.server.addresses[0]
+    request(address, "/before")
+    log.rename(tmp_path / "access.log.1")
+    running.server.reopen_logs()
+    request(address, "/after")
+    running.stop()
+    assert "/before" in (tmp_path / "access.log.1").read_text()
+    assert "/after" in log.read_text() and "/before" not in log.read_text()
 
 
 def test_access_line_format_escapes_what_could_forge_a_line():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -171,6 +171,13 @@ def test_bind_several_addresses_logs_one_line_each(start):
         assert get_json(address)["version"] == "1"
 
 
+def test_bind_host_name_uses_its_ipv4_address(start):
+    server = start("-b", "localhost:0", "app:app")
+    (address,) = server.wait_listening()
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
+    assert get_json(address)["version"] == "1"
+
+
 def test_bind_ipv6(start):
     try:
         with socket.socket(socket.AF_INET6) as probe:
@@ -288,6 +295,28 @@ def test_access_log_file_has_combined_format_plus_duration(start, tmp_path):
     assert float(first["duration"]) >= 0
     time.strptime(first["time"], "%d/%b/%Y:%H:%M:%S %z")
     assert second["request"] == "GET /fail HTTP/1.1" and second["status"] == "500"
+
+
+def test_sigusr1_reopens_the_access_log_after_rotation(start, tmp_path):
+    log = tmp_path / "access.log"
+    server = start("-b", "127.0.0.1:0", "--access-log", str(log), "app:app")
+    address = server.wait_listening()[0]
+    request(address, "/before")
+    assert len(wait_for_lines(log, 1)) == 1
+    log.rename(tmp_path / "access.log.1")  # what logrotate does
+    server.signal(signal.SIGUSR1)  # the master reopens its copy and signals the worker
+    deadline = time.monotonic() + 15
+    probes = 0
+    while time.monotonic() < deadline and not wait_for_lines(log, 1, timeout=0.3):
+        probes += 1
+        request(address, "/probe%d" % probes)
+    for i in range(3):
+        request(address, "/after%d" % i)
+    lines = wait_for_lines(log, 4)
+    assert [line.split('"')[1] for line in lines[-3:]] == [
+        "GET /after%d HTTP/1.1" % i for i in range(3)], lines
+    old = (tmp_path / "access.log.1").read_text()
+    assert "/before" in old and "/after" not in old
 
 
 def test_access_log_dash_writes_to_stdout(tmp_path):

@@ -38,11 +38,12 @@ def free_port():
 class RunningServer:
     """A server subprocess; its stdout and stderr go to one log file read on failure."""
 
-    def __init__(self, argv, cwd, port, log_path):
+    def __init__(self, argv, cwd, port, log_path, installed):
         self.port = port
         self.log_path = log_path
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+        if installed:  # stands in for "pip install ." of this checkout
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -118,7 +119,7 @@ EXAMPLE_APPS = {
     "flask_app": ("app", False),
     "falcon_app": ("app", False),
     "django_app": ("application", True),  # "cd examples && aiowsgi django_app:application"
-    "streaming_upload": ("app", False),
+    "upload_hash": ("app", False),
 }
 
 
@@ -142,7 +143,10 @@ def launch(request, tmp_path):
         else:
             argv, cwd = [sys.executable, "-m", "aiowsgi", "--bind", bind, "--chdir", "examples",
                          "%s:%s" % (name, attr)], ROOT
-        server = RunningServer(argv, cwd, port, str(tmp_path / ("%s-%s.log" % (name, mode))))
+        # A script finds the checkout's aiowsgi by itself (python examples/x.py in a fresh
+        # checkout, as `make serve` does); the command line needs aiowsgi installed.
+        server = RunningServer(argv, cwd, port, str(tmp_path / ("%s-%s.log" % (name, mode))),
+                               installed=mode == "cli")
         started.append(server)
         return server
 
@@ -152,8 +156,17 @@ def launch(request, tmp_path):
 
 
 def test_every_example_is_tested():
+    """Each example is started here, or by another test file that names it."""
     names = {f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py")}
-    assert names == set(EXAMPLE_APPS)
+    assert set(EXAMPLE_APPS) <= names
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    others = ""
+    for f in sorted(os.listdir(tests_dir)):
+        if f.endswith(".py") and f != os.path.basename(__file__):
+            with open(os.path.join(tests_dir, f), encoding="utf-8") as text:
+                others += text.read()
+    untested = [n for n in sorted(names - set(EXAMPLE_APPS)) if '"%s.py"' % n not in others]
+    assert not untested, "examples no test starts: %s" % untested
 
 
 def test_every_example_says_how_to_run_it():
@@ -247,17 +260,17 @@ def test_django_example_one_view(launch):
     assert status == 404
 
 
-def test_streaming_upload_hashes_a_sized_body(launch):
-    server = launch("streaming_upload")
+def test_upload_hash_hashes_a_sized_body(launch):
+    server = launch("upload_hash")
     payload = os.urandom(3 * 1024 * 1024)
     status, headers, body = request(server.port, "POST", "/", body=payload)
     assert status == 200
-    assert json.loads(body) == {"size": len(payload),
+    assert json.loads(body) == {"bytes": len(payload),
                                 "sha256": hashlib.sha256(payload).hexdigest()}
 
 
-def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launch):
-    server = launch("streaming_upload")
+def test_upload_hash_serves_others_while_a_chunked_upload_trickles_in(launch):
+    server = launch("upload_hash")
     pieces = [os.urandom(50000) for _ in range(6)]
     slow = socket.create_connection(("127.0.0.1", server.port), timeout=15)
     try:
@@ -268,7 +281,7 @@ def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launc
                 # Halfway through the upload the one worker still answers someone else.
                 status, _, body = request(server.port, "POST", "/other", body=b"abc")
                 assert status == 200
-                assert json.loads(body)["size"] == 3
+                assert json.loads(body)["bytes"] == 3
             time.sleep(0.05)
         slow.sendall(b"0\r\n\r\n")
         resp = http.client.HTTPResponse(slow)
@@ -278,4 +291,37 @@ def test_streaming_upload_serves_others_while_a_chunked_upload_trickles_in(launc
     finally:
         slow.close()
     whole = b"".join(pieces)
-    assert answer == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+    assert answer == {"bytes": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+
+
+def readme_block(after):
+    """The literal block that follows the paragraph containing ``after`` in README.rst."""
+    with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    start = next(i for i, line in enumerate(lines) if after in line)
+    while not lines[start].rstrip().endswith("::"):
+        start += 1
+    block = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block).strip() + "\n"
+
+
+def test_readme_streaming_example_works_as_printed(tmp_path):
+    code = readme_block("This app hashes uploads of any size in constant memory")
+    assert code.count('bind="127.0.0.1:8000"') == 1
+    port = free_port()
+    script = tmp_path / "readme_streaming.py"
+    script.write_text(code.replace('bind="127.0.0.1:8000"', 'bind="127.0.0.1:%d"' % port))
+    server = RunningServer([sys.executable, str(script)], str(tmp_path), port,
+                           str(tmp_path / "readme.log"), installed=True)
+    try:
+        payload = os.urandom(200000)
+        status, _, body = request(port, "PUT", "/", body=payload)
+        assert status == 200
+        assert json.loads(body) == {"bytes": len(payload),
+                                    "sha256": hashlib.sha256(payload).hexdigest()}
+    finally:
+        server.stop()

@@ -93,3 +93,47 @@ def test_max_requests_recycles_workers(start):
     assert all(pids.count(pid) <= 2 for pid in pids), pids
     assert "exited after its max requests; starting a new one" in server.stderr
     assert all(pid not in server.children() for pid in pids[:-2])
+
+
+def test_workers_stop_when_the_master_is_killed(start):
+    server = start("-b", "127.0.0.1:0", "-w", "2", "app:app")
+    address = server.wait_listening()[0]
+    workers = distinct_worker_pids(address, 2)
+    assert len(workers) == 2
+    server.signal(signal.SIGKILL)
+    server.wait(10)
+
+    def gone(pid):
+        try:
+            os.kill(pid, 0)  # orphans are reaped by init; until then they are zombies
+        except ProcessLookupError:
+            return True
+        try:
+            with open("/proc/%d/stat" % pid) as stat:
+                return stat.read().split(")")[-1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    assert wait_until(lambda: all(gone(pid) for pid in workers))
+    assert "the master is gone; stopping" in server.stderr
+
+
+def test_app_that_forks_a_child_at_import_still_boots(start, tmp_path):
+    # the child inherits the worker's boot pipe and keeps it open: readiness must not wait
+    # for the pipe to close
+    (tmp_path / "forking.py").write_text(
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "from app import app\n")
+    server = start("-b", "127.0.0.1:0", "--timeout", "1", "forking:app")
+    address = server.wait_listening()[0]
+    assert get_json(address)["version"] == "1"
+    outcome = {}
+    try:  # and --timeout is enforced (only booted workers are watched)
+        request(address, "/sleep?5", timeout=20)
+    except OSError as exc:
+        outcome["error"] = exc
+    assert "error" in outcome
+    assert "(--timeout); killing the worker" in server.stderr
