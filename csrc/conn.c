@@ -20,6 +20,7 @@
 
 static int process(aw_conn_t *c);
 static int close_or_linger(aw_conn_t *c);
+static void access_log(aw_conn_t *c);
 
 static double now_seconds(void)
 {

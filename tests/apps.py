@@ -297,9 +297,9 @@ def file_wrapper(environ, start_response):
 class ClosingIterable:
     """An iterable with ``close()`` that records each call.  ``?mode=``: ``normal`` (parts then
     stop), ``raise`` (one part, then RuntimeError), ``endless`` (64 KiB chunks, bounded at
-    1 GiB), ``bad_item`` (one str item), ``close_raises`` (two parts; close() raises).  ``start_response`` is called in the first
-    ``__next__`` (PEP 3333 allows that), so even an invalid status reaches an iterable whose
-    ``close()`` the server owes."""
+    1 GiB), ``bad_item`` (one str item), ``close_raises`` (two parts; close() raises).
+    ``start_response`` is called in the first ``__next__`` (PEP 3333 allows that), so even an
+    invalid status reaches an iterable whose ``close()`` the server owes."""
 
     def __init__(self, ident, mode, start):
         self.ident = ident
@@ -346,6 +346,7 @@ def closing(environ, start_response):
     mode = q1(environ, "mode", "normal")
     status = q1(environ, "status", "200 OK")
     record(ident, "call", mode)
+    time.sleep(min(float(q1(environ, "sleep", "0")), 5.0))  # ?sleep=: the client may leave
     return ClosingIterable(ident, mode,
                            lambda: start_response(status, [("Content-Type", "text/plain")]))
 
@@ -382,6 +383,23 @@ def exc_info_after_body(environ, start_response):
     return generate()
 
 
+def exc_info_after_write(environ, start_response):
+    """exc_info after write() sent body bytes: start_response must re-raise it (PEP 3333)."""
+    ident = q1(environ, "id")
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"written;")
+    try:
+        raise KeyError("after-write-marker")
+    except KeyError:
+        try:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        except BaseException as exc:
+            record(ident, "reraised", type(exc).__name__)
+            raise
+        record(ident, "not-reraised")
+    return [b"must not be sent"]
+
+
 def start_response_twice(environ, start_response):
     """start_response called twice without exc_info: the second call must raise."""
     ident = q1(environ, "id")
@@ -393,6 +411,31 @@ def start_response_twice(environ, start_response):
         raise
     record(ident, "not-raised")
     return [b"second start_response accepted"]
+
+
+def many_items(environ, start_response):
+    """``?n=N&size=S&kind=list|gen|write``: N items of S bytes; item i is ``i % 10`` digits."""
+    n = int(q1(environ, "n", "3000"))
+    size = int(q1(environ, "size", "1"))
+    kind = q1(environ, "kind", "list")
+    items = [(b"%d" % (i % 10)) * size for i in range(n)]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    if kind == "gen":
+        return iter(items)
+    if kind == "write":
+        for item in items:
+            write(item)
+        return []
+    return items
+
+
+def big_headers(environ, start_response):
+    """``?n=N&size=S``: N response headers ``X-Big-i`` with S-byte values."""
+    n = int(q1(environ, "n", "100"))
+    size = int(q1(environ, "size", "1000"))
+    headers = [("X-Big-%d" % i, chr(97 + i % 26) * size) for i in range(n)]
+    start_response("200 OK", headers + [("Content-Type", "text/plain")])
+    return [b"big headers"]
 
 
 def write_then_return(environ, start_response):
@@ -458,6 +501,9 @@ def bad_response(environ, start_response):
         headers.append(("X-Euro", "\u20ac"))
     elif case == "non_latin1_status":
         status = "200 \u20ac"
+    elif case == "returns_str":
+        start_response(status, headers)
+        return "a str body"
     elif case == "write_str":
         start_response(status, headers)("a str through write()")
         return [b"should not be sent"]
@@ -499,6 +545,124 @@ validated_gen = validator(_validated_gen_app)
 
 
 # ---------------------------------------------------------------------------------------------
+# Streaming input (SPEC section 5): apps marked with aiowsgi.streaming_input
+# ---------------------------------------------------------------------------------------------
+
+def _streaming(app):
+    """``aiowsgi.streaming_input(app)``, imported late so apps.py loads without the core."""
+    import aiowsgi
+
+    return aiowsgi.streaming_input(app)
+
+
+def stream_hash(environ, start_response):
+    """Hashes the body as it arrives by iterating ``wsgi.input`` and yielding the sentinel
+    while nothing is buffered; answers JSON (length, sha256, how often it waited, the id of
+    the sentinel).  Records ``call`` at once, ``done``, or the exception the input raised."""
+    ident = q1(environ, "id")
+    record(ident, "call")
+    sentinel = environ["aiowsgi.input_sentinel"]
+    stream = environ["wsgi.input"]
+
+    def generate():
+        hasher, size, waits, max_piece = hashlib.sha256(), 0, 0, 0
+        try:
+            for piece in stream:
+                if piece is sentinel:
+                    waits += 1
+                    yield sentinel
+                    continue
+                assert isinstance(piece, bytes), type(piece)
+                hasher.update(piece)
+                size += len(piece)
+                max_piece = max(max_piece, len(piece))
+        except Exception as exc:
+            record(ident, "raised", type(exc).__name__, isinstance(exc, OSError))
+            raise
+        record(ident, "done", size)
+        body = json.dumps({"length": size, "sha256": hasher.hexdigest(), "waits": waits,
+                           "max_piece": max_piece, "sentinel_id": id(sentinel),
+                           "same_key": environ.get("wsgi.input_sentinel") is sentinel,
+                           "content_length": environ.get("CONTENT_LENGTH")}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        yield body
+
+    class Closing:
+        def __init__(self):
+            self.it = generate()
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.it)
+
+        def close(self):
+            record(ident, "close")
+            self.it.close()
+
+    return Closing()
+
+
+def stream_read(environ, start_response):
+    """Reads the body with ``read(n)`` (``?n=``, default 1000) or ``readline()``
+    (``?mode=readline``), catching BlockingIOError and yielding the sentinel; answers JSON
+    with the pieces' lengths and the body (latin-1).  ``?mode=stall``: reads once, then only
+    yields the sentinel (a consumer that stopped consuming), recording ``resumed <i>`` every
+    64 resumptions."""
+    ident = q1(environ, "id")
+    sentinel = environ["aiowsgi.input_sentinel"]
+    stream = environ["wsgi.input"]
+    n = int(q1(environ, "n", "1000"))
+    mode = q1(environ, "mode", "read")
+
+    def generate():
+        pieces, blocked = [], 0
+        if mode == "stall":  # read once (so 100 Continue goes out), then never again
+            try:
+                stream.read(1)
+            except BlockingIOError:
+                pass
+            for i in range(1 << 20):  # bounded
+                if i % 64 == 0:
+                    record(ident, "resumed", i)
+                yield sentinel
+            record(ident, "gave-up")
+            raise RuntimeError("a stalled app was resumed %d times" % (1 << 20))
+        for _ in range(1 << 20):  # bounded
+            try:
+                piece = stream.readline() if mode == "readline" else stream.read(n)
+            except BlockingIOError:
+                blocked += 1
+                yield sentinel
+                continue
+            if not piece:
+                break
+            pieces.append(piece)
+        record(ident, "done", len(pieces), blocked)
+        body = json.dumps({"lengths": [len(p) for p in pieces], "blocked": blocked,
+                           "body": b"".join(pieces).decode("latin-1"),
+                           "lines": [p.decode("latin-1") for p in pieces]}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        yield body
+
+    return generate()
+
+
+def stream_ignore(environ, start_response):
+    """A streaming app that answers at once without reading the body."""
+    record(q1(environ, "id"), "call")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+    return [b"not read.\n"]
+
+
+stream_hash = _streaming(stream_hash)
+stream_read = _streaming(stream_read)
+stream_ignore = _streaming(stream_ignore)
+
+
+# ---------------------------------------------------------------------------------------------
 # The router: /<app name>/anything -> that app
 # ---------------------------------------------------------------------------------------------
 
@@ -507,12 +671,13 @@ ROUTES = {
     "ignore_body": ignore_body, "input_ops": input_ops, "errors_stream": errors_stream,
     "scripted": scripted, "stream": stream, "file_wrapper": file_wrapper, "closing": closing,
     "exc_info_before_body": exc_info_before_body, "exc_info_after_body": exc_info_after_body,
-    "start_response_twice": start_response_twice, "write_then_return": write_then_return,
+    "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write,
+    "write_then_return": write_then_return,
     "raise_before_headers": raise_before_headers, "raise_after_start": raise_after_start,
     "raise_in_generator": raise_in_generator, "no_start_response": no_start_response,
     "returns_none": returns_none, "bad_response": bad_response,
     "validated_hello": validated_hello, "validated_echo": validated_echo,
-    "validated_gen": validated_gen,
+    "validated_gen": validated_gen, "many_items": many_items, "big_headers": big_headers,
 }
 
 

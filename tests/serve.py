@@ -3,12 +3,16 @@
     python tests/serve.py tests.apps:hello [tests.apps:other ...] [--option value ...]
 
 Each APP (``module:attribute``) gets its own ``aiowsgi.Server`` bound to ``--bind`` (default
-``127.0.0.1:0``); one line ``LISTENING <host> <port>`` per server is printed on stdout, in order.
+``127.0.0.1:0``); one line ``LISTENING <host> <port>`` per server is printed on stdout, in order
+(``LISTENING unix <path>`` for ``--bind unix:<path>``).
 Options are passed as keyword arguments (``--max-body-size 100`` -> ``max_body_size=100``; a
 value is an int, a float, ``true``/``false``, or a string; a flag without value is True).
 An option named ``--sN-<name>`` applies to the N-th server only (from 0), e.g.
-``--s1-max-body-size 10``.  One app is served in the main thread; several apps are served in one thread each.
+``--s1-max-body-size 10``.  One app is served in the main thread; several apps are served in
+one thread each.
 SIGTERM or SIGINT stops every server (gracefully) and the process exits 0.
+``--record-access``: an ``access_log`` callable that appends ``access <status> <bytes>
+<method> <raw uri>`` lines to the events file (``$AIOWSGI_TEST_EVENTS``, see tests/apps.py).
 
 To check the tests themselves against a reference server, ``AIOWSGI_TEST_REFERENCE=waitress``
 serves the (first) app with waitress instead (options ignored; some tests then fail where
@@ -42,6 +46,9 @@ def parse_value(text):
     return text
 
 
+LIST_OPTIONS = ("forwarded_allow_ips",)  # comma-separated on the command line
+
+
 def parse_args(argv):
     apps, options = [], {}
     i = 0
@@ -60,6 +67,9 @@ def parse_args(argv):
             i += 1
     if not apps:
         sys.exit("usage: serve.py APP [APP...] [--option value...]")
+    for name in options:
+        if name.split("_", 1)[-1] in LIST_OPTIONS or name in LIST_OPTIONS:
+            options[name] = [v for v in str(options[name]).split(",") if v]
     return apps, options
 
 
@@ -71,6 +81,13 @@ def serve_reference(spec):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.run()
     return 0
+
+
+def record_access(environ, status, size, duration):
+    from tests.apps import record
+
+    record("access", status, size, environ.get("REQUEST_METHOD") or "-",
+           environ.get("RAW_URI") or "-")
 
 
 def main(argv):
@@ -86,6 +103,8 @@ def main(argv):
         if match:
             per_server[int(match.group(1))][match.group(2)] = options.pop(name)
     bind = options.pop("bind", "127.0.0.1:0")
+    if options.pop("record_access", False):
+        options["access_log"] = record_access
     servers = []
     for spec, own in zip(specs, per_server):
         kwargs = dict(options, **own)

@@ -33,6 +33,7 @@ EVENTS_ENV = "AIOWSGI_TEST_EVENTS"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
+MAX_BODY = 1 << 30  # a response body larger than this is a runaway: fail, do not loop on
 
 
 def unique_id(prefix="t"):
@@ -41,7 +42,8 @@ def unique_id(prefix="t"):
 
 
 def wait_for(predicate, timeout=IO_TIMEOUT, interval=0.02):
-    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` passes (None)."""
+    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` passes
+    (None)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -73,7 +75,8 @@ class ServerProcess:
     """One server subprocess: ``ServerProcess("tests.apps:hello", keepalive=1).start()``.
 
     Several app specs serve several ``aiowsgi.Server`` objects in one process (one thread each);
-    ``listening`` then holds one ``(host, port)`` per server, in order.
+    ``listening`` then holds one ``(host, port)`` per server, in order (``("unix", path)`` for a
+    unix socket).
     """
 
     def __init__(self, *apps, env=None, **options):
@@ -105,13 +108,13 @@ class ServerProcess:
 
     def start(self, timeout=START_TIMEOUT):
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         cwd=ROOT, env=self.env)
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL, cwd=ROOT, env=self.env)
         deadline = time.monotonic() + timeout
         while True:
             lines = [line.split() for line in self.stdout().splitlines()]
-            self.listening = [(parts[1], int(parts[2])) for parts in lines
-                              if len(parts) == 3 and parts[0] == "LISTENING"]
+            self.listening = [(parts[1], int(parts[2]) if parts[2].isdigit() else parts[2])
+                              for parts in lines if len(parts) == 3 and parts[0] == "LISTENING"]
             if len(self.listening) >= len(self.apps):
                 return self
             if self.proc.poll() is not None:
@@ -243,10 +246,12 @@ def build_request(method="GET", target="/", headers=(), body=b"", version="HTTP/
 
 
 def chunked(*parts, trailers=(), extension=b""):
-    """A chunked body of ``parts`` (bytes), then the last chunk and ``trailers``."""
+    """A chunked body of ``parts`` (bytes; empty ones are skipped, a zero-size chunk would end
+    the body), then the last chunk and ``trailers``."""
     out = b""
     for part in parts:
-        out += b"%x%s\r\n%s\r\n" % (len(part), extension, part)
+        if part:
+            out += b"%x%s\r\n%s\r\n" % (len(part), extension, part)
     out += b"0\r\n"
     for name, value in trailers:
         out += ("%s: %s\r\n" % (name, value)).encode("latin-1")
@@ -401,9 +406,10 @@ class RawClient:
                 break
         return self._take(n)
 
-    def read_to_eof(self):
+    def read_to_eof(self, limit=MAX_BODY):
         while self._fill():
-            pass
+            if len(self.buf) > limit:
+                raise AssertionError("more than %d bytes before the end of the stream" % limit)
         return self._take(len(self.buf))
 
     def read_head(self):
@@ -412,7 +418,8 @@ class RawClient:
         raw = self.read_until(b"\r\n\r\n")
         if raw is None:
             if self.buf:
-                raise IncompleteResponse("stream ended inside a response head: %r" % bytes(self.buf))
+                raise IncompleteResponse("stream ended inside a response head: %r"
+                                         % bytes(self.buf))
             return None
         lines = raw[:-4].split(b"\r\n")
         status_line = lines[0].decode("latin-1")
@@ -464,6 +471,8 @@ class RawClient:
     def _read_chunked(self, resp):
         body = bytearray()
         while True:
+            if len(body) > MAX_BODY:
+                raise AssertionError("chunked body longer than %d bytes" % MAX_BODY)
             line = self.read_until(b"\r\n")
             if line is None:
                 resp.complete = False

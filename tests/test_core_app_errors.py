@@ -91,7 +91,8 @@ def test_exception_in_the_generator_with_content_length_cuts_the_connection(serv
 
 @pytest.mark.parametrize("case", ["str_item", "int_item", "bytes_status", "int_header_value",
                                   "bytes_header_name", "header_not_tuple", "headers_not_list",
-                                  "non_latin1_header_value", "non_latin1_status", "write_str"])
+                                  "non_latin1_header_value", "non_latin1_status", "write_str",
+                                  "returns_str"])
 def test_invalid_response_from_the_app_gives_500(server, case):
     before = len(server.stderr())
     resp = get(server.port, "/bad_response/?case=" + case)

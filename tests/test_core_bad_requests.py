@@ -59,7 +59,8 @@ MALFORMED = {
     "bare_lf_after_header": b"GET /environ/ HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
     "bare_cr_in_header": b"GET /environ/ HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
     "obs_fold": b"GET /environ/ HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n",
-    "non_numeric_content_length": b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n1x",
+    "non_numeric_content_length": (b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n"
+                                   b"\r\n1x"),
     "negative_content_length": b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     "differing_content_lengths": (b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                                   b"Content-Length: 4\r\n\r\nabcd"),
@@ -78,6 +79,17 @@ MALFORMED = {
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_malformed_request_gets_400_and_close_without_calling_the_app(server, name):
     assert_refused(server, MALFORMED[name], 400)
+
+
+@pytest.mark.parametrize("method", ["FOO", "get", "G\x01T"])
+def test_unknown_method_is_refused_without_calling_the_app(server, method):
+    calls = app_calls(server)
+    with RawClient(server.host, server.port) as c:
+        c.send(method.encode("latin-1") + b" /environ/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status in (400, 501), resp  # RFC 9110 section 9.1 suggests 501
+        assert c.peer_closed(5)
+    assert app_calls(server) == calls
 
 
 def test_content_length_with_transfer_encoding_gets_400(server):
@@ -245,3 +257,36 @@ def test_keepalive_timeout_does_not_cut_a_slow_app(server_factory):
     with RawClient(srv.host, srv.port) as c:
         c.request("GET", "/slow_start/?s=1.5")
         assert c.read_response().body == b"slept"
+
+
+def test_header_timeout_applies_to_a_second_request_on_a_kept_alive_connection(server_factory):
+    srv = server_factory("tests.apps:router", header_timeout=1, keepalive=30)
+    with RawClient(srv.host, srv.port) as c:
+        c.request("GET", "/hello/")
+        assert c.read_response().status == 200
+        c.send(b"GET /environ/ HTTP/1.1\r\nHo")  # a head begun, never finished
+        assert c.peer_closed(10), "a stalled second head was kept open (keep-alive is 30 s)"
+
+
+def test_header_timeout_does_not_cut_a_slow_body(server_factory):
+    srv = server_factory("tests.apps:router", header_timeout=1)
+    with RawClient(srv.host, srv.port) as c:
+        c.request("POST", "/echo/", content_length=10)
+        for i in range(10):  # 2 s for the body, after a prompt head
+            c.send(b"%d" % i)
+            time.sleep(0.2)
+        assert c.read_response().json()["body"] == "0123456789"
+
+
+def test_keepalive_timeout_does_not_cut_a_slow_reader(server_factory):
+    srv = server_factory("tests.apps:router", keepalive=1, header_timeout=1)
+    with RawClient(srv.host, srv.port, rcvbuf=65536) as c:
+        c.request("GET", "/stream/?chunks=80&size=65536")  # 5 MiB
+        raw = bytearray()
+        for _ in range(12):  # about 2.4 s of slow reading, the server blocked on writes
+            raw += c.sock.recv(65536)
+            time.sleep(0.2)
+        c.buf[:0] = raw
+        resp = c.read_response()
+        assert resp.status == 200 and resp.complete, resp
+        assert len(resp.body) == 80 * 65536

@@ -1,10 +1,11 @@
 """Connection management: keep-alive, Connection: close, HTTP/1.0, pipelining, slow senders."""
 
 import http.client
+import re
+import subprocess
 import time
 
-from tests.support import RSS_MEANINGFUL  # noqa: E402
-from tests.support import RawClient, build_request, chunked, wait_for
+from tests.support import RSS_MEANINGFUL, RawClient, build_request, chunked, wait_for
 
 
 def test_http11_connection_is_kept_alive_by_default(server):
@@ -210,3 +211,12 @@ def test_pipelined_flood_unread_by_the_client_costs_bounded_memory(server_factor
             resp = c.read_response()
             assert resp.complete and len(resp.body) == 4 * 65536, i
         assert not RSS_MEANINGFUL or srv.rss_kib() < 100 * 1024
+
+
+def test_curl_reuses_the_connection_for_two_urls(server):
+    out = subprocess.run(["curl", "-sS", "-v", "--max-time", "20", server.url("/hello/"),
+                          server.url("/environ/curl")], capture_output=True, timeout=60,
+                         check=True)
+    assert out.stdout.startswith(b"Hello, world!\n")
+    assert b'"PATH_INFO": "/environ/curl"' in out.stdout
+    assert re.search(rb"Re-?using existing connection", out.stderr), out.stderr[-2000:]

@@ -14,7 +14,8 @@ def environ_of(server, target="/environ/", headers=(), body=b"", method="GET",
     return resp.json()
 
 
-@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                                    "PROPFIND", "MKCOL", "LOCK", "REPORT", "PURGE"])
 def test_request_method_is_passed_through(server, method):
     env = environ_of(server, method=method, body=b"x" if method in ("POST", "PUT") else b"")
     assert env["REQUEST_METHOD"] == method
@@ -227,3 +228,29 @@ def test_environ_json_is_well_formed(server):
     # Guard for the helper itself: a body that is not JSON would make other tests meaningless.
     resp = get(server.port, "/environ/")
     assert json.loads(resp.body)["PATH_INFO"] == "/environ/"
+
+
+def test_forwarded_headers_from_a_trusted_proxy(server):
+    # 127.0.0.1 is trusted by default (forwarded_allow_ips): the nearest proxy's view counts.
+    env = environ_of(server, headers=[("X-Forwarded-For", "203.0.113.7, 198.51.100.2"),
+                                      ("X-Forwarded-Proto", "https")])
+    assert env["REMOTE_ADDR"] == "198.51.100.2"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_X_FORWARDED_FOR"] == "203.0.113.7, 198.51.100.2"
+
+
+def test_forwarded_headers_with_underscores_are_ignored(server):
+    env = environ_of(server, headers=[("X_Forwarded_For", "203.0.113.7"),
+                                      ("X_Forwarded_Proto", "https")])
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["wsgi.url_scheme"] == "http"
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(server_factory):
+    srv = server_factory("tests.apps:router", forwarded_allow_ips="10.9.9.9,10.9.9.10")
+    resp = get(srv.port, "/environ/", [("X-Forwarded-For", "203.0.113.7"),
+                                       ("X-Forwarded-Proto", "https")])
+    env = resp.json()
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_X_FORWARDED_FOR"] == "203.0.113.7"  # still visible as a header

@@ -121,7 +121,8 @@ def test_large_single_item_body(server):
 
 
 @pytest.mark.parametrize("target", ["/hello/", "/scripted/?kind=gen&part=a&part=b",
-                                    "/scripted/?kind=list&part=abc&cl=3"])
+                                    "/scripted/?kind=list&part=abc&cl=3",
+                                    "/write_then_return/"])
 def test_head_response_has_no_body(server, target):
     with RawClient(server.host, server.port) as c:
         c.request("HEAD", target)

@@ -149,6 +149,7 @@ OPS_CASES = [
     ("iter", [[line.decode() for line in LINES.splitlines(True)]]),
     ("read,read,read:10,readline", [LINES.decode(), "", "", ""]),
     ("read:6,seek:0,read:5", ["first ", None, "first"]),
+    ("readline:-1,read:-1", ["first line\n", LINES[11:].decode()]),
 ]
 
 

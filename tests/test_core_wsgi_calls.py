@@ -42,6 +42,19 @@ def test_exc_info_after_body_started_is_reraised(server):
     settle(server)
 
 
+def test_exc_info_after_write_is_reraised(server):
+    ident = unique_id()
+    with RawClient(server.host, server.port) as c:
+        c.request("GET", "/exc_info_after_write/?id=" + ident)
+        resp = c.read_response()
+        assert resp.status == 200
+        assert resp.body.startswith(b"written;") and b"must not be sent" not in resp.body
+        assert not resp.complete
+    assert server.wait_event(ident, "reraised")
+    assert server.events(ident) == [["reraised", "KeyError"]]
+    settle(server)
+
+
 def test_start_response_twice_without_exc_info_is_an_error(server):
     ident = unique_id()
     resp = get(server.port, "/start_response_twice/?id=" + ident)
