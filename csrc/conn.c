@@ -21,6 +21,7 @@
 static int process(aw_conn_t *c);
 static int close_or_linger(aw_conn_t *c);
 static void access_log(aw_conn_t *c);
+static void close_spooled_input(aw_conn_t *c);
 
 static double now_seconds(void)
 {
@@ -97,6 +98,7 @@ void aw_conn_close(aw_conn_t *c)
         c->input_error = 1;
     aw_input_detach(c->srv->st, c->input);
     aw_wsgi_finish(c); /* close() of the iterable, exactly once */
+    close_spooled_input(c);
     aw_wsgi_file_done(c);
     aw_wsgi_detach(c);
     Py_CLEAR(c->environ);
@@ -290,9 +292,22 @@ static void access_log(aw_conn_t *c)
     Py_XDECREF(env);
 }
 
+/* A spooled body's file object is the server's: close it (and its descriptor) now, even if
+ * the app kept a reference. */
+static void close_spooled_input(aw_conn_t *c)
+{
+    if (!c->input || Py_IS_TYPE(c->input, c->srv->st->input_type))
+        return;
+    PyObject *r = PyObject_CallMethodNoArgs(c->input, c->srv->st->s_close);
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
+}
+
 static void reset_request(aw_conn_t *c)
 {
     aw_input_detach(c->srv->st, c->input);
+    close_spooled_input(c);
     Py_CLEAR(c->environ);
     Py_CLEAR(c->input);
     Py_CLEAR(c->status);

@@ -43,9 +43,9 @@ static inline int aw_module_add_ref(PyObject *m, const char *name, PyObject *o)
 /* ---- limits ------------------------------------------------------------------------------ */
 #define AW_BUF_SIZE 16384            /* pooled read/write buffer size */
 #define AW_POOL_MAX 256              /* buffers kept per server for reuse */
-#define AW_OUT_HIGH (256 * 1024)     /* stop pulling the app iterable above this many queued bytes */
+#define AW_OUT_HIGH (256 * 1024)     /* stop pulling the app iterable above this much queued */
 #define AW_OUT_LOW (64 * 1024)       /* resume pulling below this */
-#define AW_COPY_MAX 4096             /* body items up to this size are copied, larger ones referenced */
+#define AW_COPY_MAX 4096             /* body items up to this are copied, larger referenced */
 #define AW_MAX_SEGS 16               /* queued segments per connection */
 #define AW_STREAM_HIGH (256 * 1024)  /* streamed-input bytes read ahead of the app, at most */
 #define AW_LINGER_MS 2000            /* time to drain a client after an error answer */
@@ -196,13 +196,14 @@ struct aw_conn {
     int hstate;              /* 0 none, 1 in a field name, 2 in a value */
     unsigned head_done : 1, msg_done : 1, keep_alive : 1, close_after : 1, is_head : 1,
         expect_continue : 1, continue_sent : 1, chunked_in : 1, upgrade : 1, streaming : 1,
-        input_eof : 1, peer_gone : 1, closing : 1, read_eof : 1, linger : 1, started : 1, headers_sent : 1,
+        input_eof : 1, peer_gone : 1, closing : 1, read_eof : 1, linger : 1, started : 1,
+        headers_sent : 1,
         chunked_out : 1, no_body : 1, in_app : 1, trailers : 1, at_chunk_line : 1,
         resume_pending : 1;
     int parse_error_status;  /* status for an error our own callbacks detected */
     size_t chunk_line_seen;  /* bytes of the current chunk-size line read so far */
     int sentinel_spins;      /* sentinels in a row after the body ended */
-    int input_error;         /* streamed body ended badly: 1 client gone, 2 too large, 3 malformed */
+    int input_error;         /* streamed body failed: 1 client gone, 2 too large, 3 malformed */
     unsigned long long body_len;    /* buffered: body bytes received so far */
     /* buffered body storage */
     PyObject *body_bytes;    /* Content-Length body, preallocated */

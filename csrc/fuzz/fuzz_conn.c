@@ -6,7 +6,8 @@
  * read(), llhttp, the framing checks, the environ, wsgi.input, the app call, the response.
  * No network: an AF_UNIX socketpair stands in for the client, and events are delivered by
  * hand (only those the connection asked epoll for, as the real loop would).
- * Not compiled into the extension (setup.py globs csrc/*.c only): see hardening.mk.
+ * Not compiled into the extension (setup.py takes only the .c files directly in csrc):
+ * see hardening.mk.
  *
  * Input format: byte 0 flags (bit 0 streaming server, bit 1 half-close before the end),
  * byte 1 the size of each client write (0: everything at once), then the client's bytes.
