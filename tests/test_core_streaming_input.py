@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.support import RawClient, ServerProcess, build_request, chunked, get, unique_id
+from tests.support import (RSS_MEANINGFUL, RawClient, ServerProcess, build_request, chunked,
+                           get, unique_id)
 
 RSS_LIMIT_KIB = 100 * 1024
 
@@ -118,7 +119,7 @@ def test_streaming_upload_of_100mb_in_constant_memory(streaming):
         result = c.read_response().json()
     assert result["length"] == 100 << 20
     assert result["sha256"] == hasher.hexdigest()
-    assert max(rss) < RSS_LIMIT_KIB, rss
+    assert not RSS_MEANINGFUL or max(rss) < RSS_LIMIT_KIB, rss
 
 
 def resumptions(srv, ident):
@@ -142,7 +143,7 @@ def test_streaming_read_ahead_is_bounded(streaming):
             except (BlockingIOError, socket.timeout, OSError):
                 break
         assert sent < 200 << 20, "the server read %d bytes ahead of the app" % sent
-        assert streaming.rss_kib() < RSS_LIMIT_KIB
+        assert not RSS_MEANINGFUL or streaming.rss_kib() < RSS_LIMIT_KIB
         assert "gave-up" not in [e[0] for e in streaming.events(ident)]
 
 
