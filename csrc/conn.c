@@ -306,6 +306,7 @@ static void reset_request(aw_conn_t *c)
     c->resp_status = 0;
     c->body_sent = 0;
     c->t_start = 0;
+    c->sentinel_spins = 0;
     c->wait = AW_WAIT_NONE;
 }
 

@@ -51,6 +51,7 @@ static inline int aw_module_add_ref(PyObject *m, const char *name, PyObject *o)
 #define AW_LINGER_MS 2000            /* time to drain a client after an error answer */
 #define AW_IO_TIMEOUT_MS 60000       /* no progress on a body read or a response write: close */
 #define AW_ACCEPT_BATCH 64
+#define AW_SENTINEL_SPINS 1000     /* sentinels yielded after the body ended, at most */
 #define AW_CHUNK_LINE_MAX 4096      /* a chunk-size line with its extensions, at most */
 
 /* ---- module state ------------------------------------------------------------------------ */
@@ -200,6 +201,7 @@ struct aw_conn {
         resume_pending : 1;
     int parse_error_status;  /* status for an error our own callbacks detected */
     size_t chunk_line_seen;  /* bytes of the current chunk-size line read so far */
+    int sentinel_spins;      /* sentinels in a row after the body ended */
     int input_error;         /* streamed body ended badly: 1 client gone, 2 too large, 3 malformed */
     unsigned long long body_len;    /* buffered: body bytes received so far */
     /* buffered body storage */

@@ -468,8 +468,9 @@ int aw_response_body(aw_conn_t *c, PyObject *obj, const char *data, size_t len)
     char head[24];
     size_t hlen = c->chunked_out ? (size_t)snprintf(head, sizeof(head), "%zx\r\n", len) : 0;
     size_t tlen = c->chunked_out ? 2 : 0;
-    if (len <= AW_COPY_MAX || !obj) {
-        /* small: chunk head, data and CRLF copied in one piece */
+    if (len <= AW_COPY_MAX || !obj || c->nsegs + 3 > AW_MAX_SEGS) {
+        /* small (or no segment left to reference it): chunk head, data and CRLF copied in
+         * one piece; the write buffer grows, a copy always fits */
         char *p = aw_out_reserve(c, hlen + len + tlen);
         if (!p) {
             PyErr_NoMemory();

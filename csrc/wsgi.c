@@ -321,12 +321,24 @@ aw_pump_t aw_wsgi_pump(aw_conn_t *c)
             }
             return aw_response_end(c) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
         }
-        if (item == s->sentinel && c->streaming) {
+        if (item == s->sentinel && s->stream_input) {
             Py_DECREF(item);
-            if (c->stream_bytes == 0 && !c->input_eof && !c->input_error)
+            /* SPEC 5: suspended until more body, its end or an error arrives; never
+             * resumed in a loop on data the app has already been offered */
+            if (c->streaming && !c->input_eof && !c->input_error) {
+                c->sentinel_spins = 0;
                 return AW_PUMP_WAIT_IN;
-            continue; /* something is there already: call the app again */
+            }
+            /* nothing more will arrive: the app is called again, within reason */
+            if (++c->sentinel_spins > AW_SENTINEL_SPINS) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                "the app keeps yielding the would-block sentinel after the "
+                                "request body has ended");
+                return app_failed(c, "invalid WSGI response");
+            }
+            continue;
         }
+        c->sentinel_spins = 0;
         if (!PyBytes_Check(item)) {
             PyErr_Format(PyExc_TypeError, "response items must be bytes, not %.100s",
                          Py_TYPE(item)->tp_name);
