@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.support import (RSS_MEANINGFUL, RawClient, ServerProcess, build_request, chunked, get, unique_id,
-                           wait_for)
+from tests.support import (RSS_MEANINGFUL, RawClient, ServerProcess, build_request, chunked,
+                           get, unique_id, wait_for)
 
 
 def test_pipelined_requests_split_at_random_places(server):

@@ -82,7 +82,7 @@ def test_slow_reader_of_50mb_costs_bounded_memory_and_blocks_no_one(server_facto
                 rss.append(srv.rss_kib())
         assert reader.done
         assert reader.received == CHUNKS_50MB * CHUNK
-    assert not RSS_MEANINGFUL or max(rss) < RSS_LIMIT_KIB, "server RSS reached %d KiB" % max(rss)
+    assert not RSS_MEANINGFUL or max(rss) < RSS_LIMIT_KIB, "server RSS: %d KiB" % max(rss)
     assert srv.wait_event(ident, "close")
     assert [e[0] for e in srv.events(ident)].count("close") == 1
     assert ["end"] in srv.events(ident)

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.support import RSS_MEANINGFUL, RawClient, ServerProcess, build_request, chunked, get, unique_id
+from tests.support import (RSS_MEANINGFUL, RawClient, ServerProcess, build_request, chunked,
+                           get, unique_id)
 
 RSS_LIMIT_KIB = 100 * 1024
 
