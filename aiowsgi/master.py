@@ -13,7 +13,6 @@ writes when the current app call began, which the master compares with ``--timeo
 from __future__ import annotations
 
 import collections
-import gc
 import mmap
 import os
 import random
@@ -434,11 +433,6 @@ class Master:
                          name="aiowsgi-orphan-watch").start()
         _write_all(boot_pipe, BOOT_READY)
         os.close(boot_pipe)
-        # Everything loaded so far (the server, the app, its framework) lives as long as this
-        # worker: take it out of the collector's passes, which otherwise walk it again and again
-        # under an allocation-heavy framework, and out of the pages it would write after fork.
-        gc.collect()
-        gc.freeze()
         core.run()
         for sock in self.sockets:
             sock.close()

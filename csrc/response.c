@@ -334,10 +334,11 @@ static int validate(aw_conn_t *c, aw_hdr_flags_t *f)
         } else if (name_is(np, nn, "server")) {
             f->has_server = 1;
         } else if (name_is(np, nn, "transfer-encoding") || name_is(np, nn, "keep-alive") ||
-                   name_is(np, nn, "te") || name_is(np, nn, "trailer") ||
+                   name_is(np, nn, "te") || name_is(np, nn, "trailers") ||
                    name_is(np, nn, "upgrade") || name_is(np, nn, "proxy-authenticate") ||
                    name_is(np, nn, "proxy-authorization")) {
-            /* PEP 3333: hop-by-hop headers are the server's business */
+            /* PEP 3333: hop-by-hop headers (RFC 2616 13.5.1, wsgiref's list, "Trailers"
+             * spelt as there) are the server's business */
             PyErr_Format(PyExc_ValueError, "hop-by-hop header %R is not allowed in a WSGI app",
                          PyTuple_GET_ITEM(item, 0));
             return -1;

@@ -127,10 +127,10 @@ def test_bad_header_from_the_app_gives_500(server, name, value):
     assert not resp.has_header("Set-Cookie")
 
 
-# wsgiref.util.is_hop_by_hop's list (RFC 2616 section 13.5.1), less Connection and "Trailers"
-# (a typo of that RFC for "Trailer", which is not hop-by-hop in RFC 9110).
+# wsgiref.util.is_hop_by_hop's list (RFC 2616 section 13.5.1, "Trailers" spelt as there), less
+# Connection.  "Trailer" (RFC 9110's end-to-end field) is not in it.
 @pytest.mark.parametrize("name", ["Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-                                  "TE", "Transfer-Encoding", "Upgrade"])
+                                  "TE", "Trailers", "Transfer-Encoding", "Upgrade"])
 def test_hop_by_hop_header_from_the_app_gives_500(server, name):
     app_error_500(server, "/scripted/?h=" + quote("%s:chunked" % name, safe=""))
 
