@@ -100,7 +100,6 @@ error:
 static PyObject *sr_write(aw_sr_t *self, PyObject *data)
 {
     aw_conn_t *c = self->conn;
-    Py_buffer view;
     if (!c || c->state != AW_ST_APP || !c->status) {
         PyErr_SetString(PyExc_RuntimeError, "write() called outside of a started response");
         return NULL;
@@ -109,15 +108,10 @@ static PyObject *sr_write(aw_sr_t *self, PyObject *data)
         PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
         return NULL;
     }
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
+    if (len > 0 && !c->headers_sent && aw_response_headers(c, -1) < 0)
         return NULL;
-    int r = 0;
-    if (view.len > 0 && !c->headers_sent)
-        r = aw_response_headers(c, -1);
-    if (r == 0)
-        r = aw_response_body(c, data, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    if (r < 0)
+    if (aw_response_body(c, data, PyBytes_AS_STRING(data), (size_t)len) < 0)
         return NULL;
     if (aw_out_flush(c) < 0) {
         c->peer_gone = 1;
