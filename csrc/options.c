@@ -5,9 +5,10 @@
  * can be checked against it. Must not keep state: the parsed values live in the caller's
  * aw_options_t.
  */
-#include "core.h"
+#include "options.h"
 
 #include <math.h>
+#include <stddef.h>
 
 typedef enum {
     AW_OPT_SECONDS, /* a float >= 0, stored in milliseconds */
