@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Union
 
-from .config import AccessLogFunc, Config
+from .config import AccessLogFunc, Config, limits
 from .importer import AppImportError
 from .log import AccessLog, error_log
 from .worker import (BOOT_IMPORT_ERROR, BOOT_OTHER_ERROR, BOOT_READY, EXIT_OK, ForkedWorker,
@@ -265,9 +265,7 @@ class Master:
     def _spawn(self) -> None:
         heartbeat = mmap.mmap(-1, HEARTBEAT.size)  # anonymous and MAP_SHARED: seen by both
         read_end, write_end = os.pipe()
-        max_requests = self.config.max_requests
-        if max_requests:  # jitter, so that workers started together do not restart together
-            max_requests += random.randint(0, max_requests // 10)
+        max_requests = with_jitter(self.config.max_requests)
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: try again later
@@ -372,6 +370,14 @@ class Master:
             for other in self.workers.values():
                 other.generation = self.generation
         self._back_off()
+
+
+def with_jitter(max_requests: int) -> int:
+    """A worker's own ``max_requests``: up to 10 % more, so that workers started together do not
+    restart together, and no more than the core accepts.  0 (off) stays 0."""
+    jittered = max_requests + random.randint(0, max_requests // 10)
+    _, most = limits("max_requests")
+    return jittered if most is None else min(jittered, int(most))
 
 
 def _kill(pid: int, signum: int) -> None:

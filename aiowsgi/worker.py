@@ -55,7 +55,8 @@ class Worker:
         else:
             app = make_app(app, config.factory)
         options = config.core_options()
-        options["max_requests"] = config.max_requests if max_requests is None else max_requests
+        if max_requests is not None:
+            options["max_requests"] = max_requests
         self.config = config
         self.sockets = sockets
         self.core = _core.Server(
