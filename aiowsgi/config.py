@@ -153,7 +153,7 @@ class Config:
         False, "APP names a factory: call it with no arguments to make the app", "--factory")
     chdir: Optional[str] = _option(
         None, "change to DIR before binding and importing the app", "--chdir", metavar="DIR",
-        cli_default="stay")
+        cli_default="the current directory")
     # Python API only (no flags): replace the logging plumbing, e.g. when embedding the server.
     log: Optional[LogFunc] = _option(
         None, "log(level, message, exc) for the core's messages; default: aiowsgi.error")
