@@ -1,9 +1,11 @@
-/* parser.h: HTTP/1.x requests parsed with llhttp into plain C (aw_request_t).
+/* parser.h: HTTP/1.x requests checked line by line as RFC 9112 writes them, their heads read
+ * with llhttp into plain C (aw_request_t), their bodies decoded.
  *
  * Pure C: no Python here, so the parser is fuzzed on its own (csrc/fuzz/fuzz_parser.c).
  * Spans are offsets from the first byte of the request head ("base"), which the caller keeps
  * contiguous in its buffer until the head has been used; the caller may move the buffer
- * between feeds, passing the new base each time.
+ * between feeds, passing the new base each time. Body bytes need not be kept: every byte
+ * given is consumed unless a head or the end of a request is reported first.
  */
 #ifndef AW_PARSER_H
 #define AW_PARSER_H
@@ -22,12 +24,11 @@ typedef struct {
     aw_span_t name, value;
 } aw_field_t;
 
-/* One request head, copied out of llhttp; valid from AW_PARSE_HEAD until the next feed after
- * AW_PARSE_END. */
+/* One request head; valid from AW_PARSE_HEAD until the next feed after AW_PARSE_END. */
 typedef struct {
     int method; /* llhttp_method_t */
     int http_major, http_minor;
-    aw_span_t target;
+    aw_span_t target; /* as sent */
     aw_field_t *fields;
     int nfields;
     unsigned long long content_length; /* when not chunked */
@@ -46,7 +47,6 @@ typedef enum {
 typedef int (*aw_body_cb)(void *ctx, const char *data, size_t len);
 
 typedef enum { AW_FIELD_NONE, AW_FIELD_NAME, AW_FIELD_VALUE } aw_field_state_t;
-typedef enum { AW_PAUSE_NONE, AW_PAUSE_HEAD, AW_PAUSE_CHUNK, AW_PAUSE_END } aw_pause_t;
 
 /* Fields are parser.c's alone. */
 typedef struct {
@@ -54,15 +54,18 @@ typedef struct {
     aw_request_t req;
     int fcap;
     aw_field_state_t fstate;
-    aw_pause_t pause;
+    int scan; /* where the next byte falls in a request (parser.c's aw_scan_t) */
     const char *base;
-    size_t head_bytes, max_head;
+    uint32_t method_off, method_len, target_off, version_off;
+    int version_minor;
+    size_t max_head;
+    size_t line_bytes;                  /* of this chunk-size line, or of the trailers */
+    unsigned long long remaining;       /* bytes left in this chunk or Content-Length body */
     unsigned long long body_bytes, max_body;
-    size_t chunk_line_seen;
     aw_body_cb on_body;
     void *ctx;
     int error;
-    unsigned head_done : 1, msg_done : 1, head_told : 1, end_told : 1, at_chunk_line : 1;
+    unsigned head_done : 1, msg_done : 1, head_told : 1, end_told : 1;
 } aw_parser_t;
 
 void aw_parser_init(aw_parser_t *p, size_t max_head, unsigned long long max_body,
@@ -75,6 +78,5 @@ int aw_parser_pending(const aw_parser_t *p);
 int aw_parser_error(const aw_parser_t *p);
 int aw_parser_head_complete(const aw_parser_t *p);
 const aw_request_t *aw_parser_request(const aw_parser_t *p);
-int aw_request_find(const aw_request_t *r, const char *base, const char *lower_name);
 
 #endif

@@ -11,7 +11,9 @@
  * Checks, besides ASan/UBSan: every span of a head lies inside the bytes of that head; a
  * request is told as HEAD then END, and nothing follows an ERROR but ERROR; body bytes arrive
  * only between HEAD and END, and a Content-Length body is exactly that long; an error's status
- * is one the server answers with; feeding always makes progress or waits for bytes.
+ * is one the server answers with; feeding always makes progress or waits for bytes. And what
+ * an accepted head is (RFC 9112, SPEC 4): its lines end in CRLF and nothing else, none is
+ * folded, no control byte but HTAB is in it; its target is VCHARs.
  */
 #include "../parser.h"
 
@@ -41,7 +43,30 @@ static int on_body(void *ctx, const char *data, size_t len)
     return 0;
 }
 
-static void check_head(const aw_request_t *r, size_t head_len)
+/* The head's bytes: CRLF the only line end, no obs-fold, no control byte but HTAB. */
+static void check_head_bytes(const char *head, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)head[i];
+        check(ch != '\r' || (i + 1 < len && head[i + 1] == '\n'), "a bare CR in an accepted head");
+        check(ch != '\n' || (i > 0 && head[i - 1] == '\r'), "a bare LF in an accepted head");
+        check(ch != '\n' || i + 1 == len || (head[i + 1] != ' ' && head[i + 1] != '\t'),
+              "an obs-fold in an accepted head");
+        check(ch >= 0x20 || ch == '\t' || ch == '\r' || ch == '\n', "a control byte in a head");
+        check(ch != 0x7f, "a DEL in an accepted head");
+    }
+}
+
+static void check_target(const aw_request_t *r, const char *head)
+{
+    check(r->target.len > 0, "an empty target");
+    for (size_t i = 0; i < r->target.len; i++) {
+        unsigned char ch = (unsigned char)head[r->target.off + i];
+        check(ch > 0x20 && ch < 0x7f, "a target byte that is not VCHAR");
+    }
+}
+
+static void check_head(const aw_request_t *r, const char *head, size_t head_len)
 {
     check(r->target.off + (size_t)r->target.len <= head_len, "the target outside its head");
     check(r->nfields >= 0, "a negative field count");
@@ -53,6 +78,8 @@ static void check_head(const aw_request_t *r, size_t head_len)
     }
     check(r->http_major == 1, "a version other than 1.x was accepted");
     check(!r->has_body || r->chunked || r->content_length > 0, "a body of no length");
+    check_head_bytes(head, head_len);
+    check_target(r, head);
 }
 
 static int known_status(int status)
@@ -93,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == AW_PARSE_HEAD) {
             check(!in_request, "a second head before the end of a request");
             const aw_request_t *req = aw_parser_request(&p);
-            check_head(req, rpos - head_start);
+            check_head(req, buf + head_start, rpos - head_start);
             in_request = 1;
             d.in_body = 1;
             d.body = 0;
