@@ -4,12 +4,13 @@
  * (request line, field lines, chunk-size lines with their extensions, trailer lines; CRLF and
  * nothing else ends a line), the one static llhttp settings object (llhttp reads a head only
  * once it has been checked whole: its fields as spans, its framing), the checks of a head as a
- * whole (versions, Transfer-Encoding), the decoding
+ * whole (versions, Host, Content-Type, Transfer-Encoding), the decoding
  * of a body (Content-Length or chunked), the limits on a head and a body, and the status of
  * every parse error. Must not include Python.h nor know where body bytes go (a callback does).
  */
 #include "parser.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,18 @@ static int is_field_char(unsigned char ch)
 static int is_qdtext(unsigned char ch)
 {
     return cclass[ch] & C_QDTEXT;
+}
+
+static int is_regname_char(unsigned char ch)
+{
+    return cclass[ch] & C_REGNAME;
+}
+
+static size_t trim_ows(const char *v, size_t n)
+{
+    while (n > 0 && is_ws((unsigned char)v[n - 1]))
+        n--;
+    return n;
 }
 
 /* ---- llhttp: a checked head into spans ---------------------------------------------------- */
@@ -255,7 +268,7 @@ static int read_head(aw_parser_t *p, uint32_t head_len)
 /* ---- checks of a head as a whole ---------------------------------------------------------- */
 
 /* The fields the checks of a head look at. */
-typedef enum { AW_F_TRANSFER_ENCODING, AW_F_EXPECT, AW_NF } aw_f_t;
+typedef enum { AW_F_HOST, AW_F_CONTENT_TYPE, AW_F_TRANSFER_ENCODING, AW_F_EXPECT, AW_NF } aw_f_t;
 
 typedef struct {
     int first, count; /* the first one's index (-1: none), how many came */
@@ -265,6 +278,8 @@ static const struct {
     const char *name;
     uint32_t len;
 } checked[AW_NF] = {
+    [AW_F_HOST] = {.name = "host", .len = 4},
+    [AW_F_CONTENT_TYPE] = {.name = "content-type", .len = 12},
     [AW_F_TRANSFER_ENCODING] = {.name = "transfer-encoding", .len = 17},
     [AW_F_EXPECT] = {.name = "expect", .len = 6},
 };
@@ -285,6 +300,79 @@ static void find_checked(const aw_request_t *r, const char *base, aw_seen_t seen
             break;
         }
     }
+}
+
+/* IP-literal without its brackets: IPv6address or IPvFuture (RFC 3986 3.2.2). */
+static int valid_ip_literal(const char *s, size_t n)
+{
+    if (n > 0 && (s[0] == 'v' || s[0] == 'V')) {
+        size_t i = 1;
+        while (i < n && hex_value((unsigned char)s[i]) >= 0)
+            i++;
+        if (i == 1 || i + 1 >= n || s[i] != '.')
+            return 0;
+        for (i++; i < n; i++) {
+            if (!is_regname_char((unsigned char)s[i]) && s[i] != ':')
+                return 0;
+        }
+        return 1;
+    }
+    char text[INET6_ADDRSTRLEN];
+    struct in6_addr addr;
+    if (n == 0 || n >= sizeof(text))
+        return 0;
+    memcpy(text, s, n);
+    text[n] = 0;
+    return inet_pton(AF_INET6, text, &addr) == 1;
+}
+
+/* uri-host [ ":" port ] (RFC 3986 3.2.2, 3.2.3): an authority without userinfo, which http
+ * URIs may not have (RFC 9110 4.2.4). */
+static int valid_authority(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close || !valid_ip_literal(s + 1, (size_t)(close - s) - 1))
+            return 0;
+        i = (size_t)(close - s) + 1;
+    } else {
+        while (i < n && s[i] != ':') {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch == '%' && i + 2 < n && hex_value((unsigned char)s[i + 1]) >= 0 &&
+                hex_value((unsigned char)s[i + 2]) >= 0)
+                i += 3;
+            else if (is_regname_char(ch))
+                i++;
+            else
+                return 0;
+        }
+    }
+    if (i == n)
+        return 1;
+    if (s[i++] != ':')
+        return 0;
+    for (; i < n; i++) {
+        if (!is_digit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* RFC 9112 3.2: one Host field, required on HTTP/1.1, whose value is uri-host [ ":" port ].
+ * Content-Type is a singleton field (RFC 9110 5.3, 8.3): SPEC 4 refuses it twice. */
+static int check_singletons(const aw_parser_t *p, const aw_seen_t seen[AW_NF])
+{
+    const aw_request_t *r = &p->req;
+    const aw_seen_t *host = &seen[AW_F_HOST];
+    if (host->count > 1 || (host->count == 0 && r->http_minor >= 1) ||
+        seen[AW_F_CONTENT_TYPE].count > 1)
+        return 400;
+    if (host->count == 0)
+        return 0;
+    const aw_span_t value = r->fields[host->first].value;
+    const char *v = p->base + value.off;
+    return valid_authority(v, trim_ows(v, value.len)) ? 0 : 400;
 }
 
 static size_t skip_ows(const char *v, size_t i, size_t n)
@@ -343,7 +431,9 @@ static int check_head(aw_parser_t *p)
     aw_request_t *r = &p->req;
     aw_seen_t seen[AW_NF];
     find_checked(r, p->base, seen);
-    int status = check_transfer_encoding(p, &seen[AW_F_TRANSFER_ENCODING]);
+    int status = check_singletons(p, seen);
+    if (!status)
+        status = check_transfer_encoding(p, &seen[AW_F_TRANSFER_ENCODING]);
     if (!status && !r->chunked && r->content_length > p->max_body)
         status = 413;
     if (status)

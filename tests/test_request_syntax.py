@@ -106,6 +106,44 @@ def test_an_empty_line_after_a_body_is_ignored_before_the_next_request(server):
         assert c.read_response().body == b"Hello, world!\n"
 
 
+# ---- fields that must come once (RFC 9112 3.2, RFC 9110 5.3, SPEC 4) -------------------------
+
+REPEATED = {
+    "two-hosts": [("Host", "a"), ("Host", "b")],
+    "two-equal-hosts": [("Host", "a"), ("host", "a")],
+    "two-content-types": [("Host", "a"), ("Content-Type", "text/plain"),
+                          ("Content-Type", "text/html")],
+    "two-equal-content-types": [("Host", "a"), ("Content-Type", "text/plain"),
+                                ("content-type", "text/plain")],
+}
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+@pytest.mark.parametrize("name", sorted(REPEATED))
+def test_a_repeated_host_or_content_type_gets_400(server, name, delivery):
+    assert_refused(server, build_request("GET", "/hello/", REPEATED[name]), 400, delivery)
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_an_http11_request_without_host_gets_400(server, delivery):
+    assert_refused(server, b"GET /hello/ HTTP/1.1\r\nX-A: 1\r\n\r\n", 400, delivery)
+
+
+@pytest.mark.parametrize("value", ["a b", "a@b", "[::1", "[::g]", "x:8o", "x:80:80", "a/b",
+                                   "caf\xe9", "%zz"])
+def test_a_host_that_is_not_uri_host_and_port_gets_400(server, value):
+    # RFC 9112 3.2: a Host field with an invalid value MUST get 400
+    assert_refused(server, build_request("GET", "/hello/", [("Host", value)]), 400)
+
+
+@pytest.mark.parametrize("value", ["", "example.com", "example.com:8080", "127.0.0.1:1",
+                                   "[::1]", "[::ffff:1.2.3.4]:80", "[v7.a:b]", "a%41b", "x:",
+                                   "xn--bcher-kva.example", "a!$&'()*+;=-._~b"])
+def test_a_valid_host_is_accepted(server, value):
+    resp = served(server, build_request("GET", "/environ/", [("Host", value)]))
+    assert resp.json()["HTTP_HOST"] == value
+
+
 # ---- chunk extensions (RFC 9112 7.1.1) --------------------------------------------------------
 
 GOOD_EXTENSIONS = [b";name", b";name=token", b';name="quoted"', b';n="q \\" \\\\ \t x"',

@@ -13,13 +13,16 @@
  * only between HEAD and END, and a Content-Length body is exactly that long; an error's status
  * is one the server answers with; feeding always makes progress or waits for bytes. And what
  * an accepted head is (RFC 9112, SPEC 4): its lines end in CRLF and nothing else, none is
- * folded, no control byte but HTAB is in it; its target is VCHARs.
+ * folded, no control byte but HTAB is in it; its target is VCHARs; one Host at most, and one
+ * on HTTP/1.1; one Content-Type at most.
  */
 #include "../parser.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 typedef struct {
     int in_body;
@@ -57,6 +60,16 @@ static void check_head_bytes(const char *head, size_t len)
     }
 }
 
+static int count_fields(const aw_request_t *r, const char *head, const char *name)
+{
+    int n = 0;
+    for (int i = 0; i < r->nfields; i++) {
+        const aw_field_t *f = &r->fields[i];
+        n += f->name.len == strlen(name) && strncasecmp(head + f->name.off, name, f->name.len) == 0;
+    }
+    return n;
+}
+
 static void check_target(const aw_request_t *r, const char *head)
 {
     check(r->target.len > 0, "an empty target");
@@ -80,6 +93,9 @@ static void check_head(const aw_request_t *r, const char *head, size_t head_len)
     check(!r->has_body || r->chunked || r->content_length > 0, "a body of no length");
     check_head_bytes(head, head_len);
     check_target(r, head);
+    int hosts = count_fields(r, head, "host");
+    check(hosts <= 1 && (hosts == 1 || r->http_minor == 0), "not one Host on HTTP/1.1");
+    check(count_fields(r, head, "content-type") <= 1, "a repeated Content-Type was accepted");
 }
 
 static int known_status(int status)
