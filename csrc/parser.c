@@ -4,7 +4,7 @@
  * (request line, field lines, chunk-size lines with their extensions, trailer lines; CRLF and
  * nothing else ends a line), the one static llhttp settings object (llhttp reads a head only
  * once it has been checked whole: its fields as spans, its framing), the checks of a head as a
- * whole (versions, Host, Content-Type, Transfer-Encoding), the decoding
+ * whole (versions, Host, Content-Type, target forms, Transfer-Encoding), the decoding
  * of a body (Content-Length or chunked), the limits on a head and a body, and the status of
  * every parse error. Must not include Python.h nor know where body bytes go (a callback does).
  */
@@ -51,6 +51,8 @@ typedef enum {
 } aw_scan_t;
 
 #define PARSER(ll) ((aw_parser_t *)(ll)->data)
+#define AW_AUTH_HOST 1 /* an authority's host may not be empty */
+#define AW_AUTH_PORT 2 /* an authority must have a port */
 
 static int to(aw_parser_t *p, aw_scan_t next)
 {
@@ -93,6 +95,11 @@ static const unsigned char cclass[256] = {
 static int is_digit(unsigned char ch)
 {
     return ch >= '0' && ch <= '9';
+}
+
+static int is_alpha(unsigned char ch)
+{
+    return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z';
 }
 
 static int hex_value(unsigned char ch)
@@ -327,8 +334,8 @@ static int valid_ip_literal(const char *s, size_t n)
 }
 
 /* uri-host [ ":" port ] (RFC 3986 3.2.2, 3.2.3): an authority without userinfo, which http
- * URIs may not have (RFC 9110 4.2.4). */
-static int valid_authority(const char *s, size_t n)
+ * URIs may not have (RFC 9110 4.2.4). flags: AW_AUTH_HOST, AW_AUTH_PORT. */
+static int valid_authority(const char *s, size_t n, int flags)
 {
     size_t i = 0;
     if (n > 0 && s[0] == '[') {
@@ -347,10 +354,12 @@ static int valid_authority(const char *s, size_t n)
             else
                 return 0;
         }
+        if (i == 0 && (flags & AW_AUTH_HOST))
+            return 0;
     }
     if (i == n)
-        return 1;
-    if (s[i++] != ':')
+        return !(flags & AW_AUTH_PORT);
+    if (s[i++] != ':' || (i == n && (flags & AW_AUTH_PORT)))
         return 0;
     for (; i < n; i++) {
         if (!is_digit((unsigned char)s[i]))
@@ -372,7 +381,51 @@ static int check_singletons(const aw_parser_t *p, const aw_seen_t seen[AW_NF])
         return 0;
     const aw_span_t value = r->fields[host->first].value;
     const char *v = p->base + value.off;
-    return valid_authority(v, trim_ows(v, value.len)) ? 0 : 400;
+    return valid_authority(v, trim_ows(v, value.len), 0) ? 0 : 400;
+}
+
+static int is_scheme_char(unsigned char ch, int first)
+{
+    return is_alpha(ch) || (!first && (is_digit(ch) || ch == '+' || ch == '-' || ch == '.'));
+}
+
+/* The target's form and parts (RFC 9112 3.2): the origin form for any method; "*" for OPTIONS
+ * alone (3.2.4); host:port for CONNECT, and only that (3.2.3); otherwise an absolute URI with
+ * an authority (3.2.2, RFC 9110 4.2). Its bytes are all VCHAR already. Returns 0 or 400. */
+static int check_target(aw_parser_t *p)
+{
+    aw_request_t *r = &p->req;
+    const char *t = p->base + r->target.off;
+    size_t n = r->target.len, i = 0;
+    r->path = r->target;
+    r->authority = (aw_span_t){.off = r->target.off, .len = 0};
+    if (r->method == HTTP_CONNECT) {
+        r->form = AW_TARGET_AUTHORITY;
+        r->authority = r->target;
+        return valid_authority(t, n, AW_AUTH_HOST | AW_AUTH_PORT) ? 0 : 400;
+    }
+    if (t[0] == '/') {
+        r->form = AW_TARGET_ORIGIN;
+        return 0;
+    }
+    if (n == 1 && t[0] == '*') {
+        r->form = AW_TARGET_ASTERISK;
+        return r->method == HTTP_OPTIONS ? 0 : 400;
+    }
+    r->form = AW_TARGET_ABSOLUTE;
+    while (i < n && is_scheme_char((unsigned char)t[i], i == 0))
+        i++;
+    if (i == 0 || n - i < 3 || memcmp(t + i, "://", 3) != 0)
+        return 400;
+    size_t start = i + 3, end = start;
+    while (end < n && t[end] != '/' && t[end] != '?' && t[end] != '#')
+        end++;
+    if (!valid_authority(t + start, end - start, AW_AUTH_HOST))
+        return 400;
+    r->authority = (aw_span_t){.off = r->target.off + (uint32_t)start,
+                               .len = (uint32_t)(end - start)};
+    r->path = (aw_span_t){.off = r->target.off + (uint32_t)end, .len = (uint32_t)(n - end)};
+    return 0;
 }
 
 static size_t skip_ows(const char *v, size_t i, size_t n)
@@ -432,6 +485,8 @@ static int check_head(aw_parser_t *p)
     aw_seen_t seen[AW_NF];
     find_checked(r, p->base, seen);
     int status = check_singletons(p, seen);
+    if (!status)
+        status = check_target(p);
     if (!status)
         status = check_transfer_encoding(p, &seen[AW_F_TRANSFER_ENCODING]);
     if (!status && !r->chunked && r->content_length > p->max_body)

@@ -24,11 +24,23 @@ typedef struct {
     aw_span_t name, value;
 } aw_field_t;
 
+/* The forms of a request target (RFC 9112 3.2). */
+typedef enum {
+    AW_TARGET_ORIGIN,    /* "/path?query" */
+    AW_TARGET_ABSOLUTE,  /* "http://authority/path?query" */
+    AW_TARGET_AUTHORITY, /* "host:port", for CONNECT */
+    AW_TARGET_ASTERISK,  /* "*", for OPTIONS */
+} aw_target_form_t;
+
 /* One request head; valid from AW_PARSE_HEAD until the next feed after AW_PARSE_END. */
 typedef struct {
     int method; /* llhttp_method_t */
     int http_major, http_minor;
-    aw_span_t target; /* as sent */
+    aw_span_t target;    /* as sent */
+    aw_target_form_t form;
+    aw_span_t authority; /* absolute and authority forms: host[:port] (empty otherwise) */
+    aw_span_t path;      /* origin and absolute forms: from the path on (query, fragment);
+                            asterisk and authority forms: the whole target */
     aw_field_t *fields;
     int nfields;
     unsigned long long content_length; /* when not chunked */

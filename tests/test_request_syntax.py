@@ -144,6 +144,89 @@ def test_a_valid_host_is_accepted(server, value):
     assert resp.json()["HTTP_HOST"] == value
 
 
+# ---- request targets (RFC 9112 3.2, RFC 9110 4.2) --------------------------------------------
+
+BAD_TARGETS = {
+    "absolute-bad-host": ("PUT", "s://]ufd/:"),
+    "absolute-userinfo": ("GET", "http://user@example.com/environ/"),
+    "absolute-no-authority": ("GET", "http:/environ/"),
+    "absolute-empty-host": ("GET", "http:///environ/"),
+    "absolute-empty-host-port": ("GET", "http://:80/environ/"),
+    "absolute-bad-port": ("GET", "http://example.com:8o/environ/"),
+    "absolute-bad-scheme": ("GET", "1http://example.com/environ/"),
+    "absolute-bad-ipv6": ("GET", "http://[::1/environ/"),
+    "absolute-bad-percent": ("GET", "http://ex%zzample.com/"),
+    "not-a-target": ("GET", "environ"),
+    "urn": ("GET", "urn:example:x"),
+    "asterisk-get": ("GET", "*"),
+    "asterisk-post": ("POST", "*"),
+    "asterisk-connect": ("CONNECT", "*"),
+    "asterisk-and-more": ("OPTIONS", "*x"),
+    "connect-origin-form": ("CONNECT", "/environ/"),
+    "connect-without-port": ("CONNECT", "example.com"),
+    "connect-empty-port": ("CONNECT", "example.com:"),
+    "connect-userinfo": ("CONNECT", "u@example.com:443"),
+}
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+@pytest.mark.parametrize("name", sorted(BAD_TARGETS))
+def test_an_invalid_request_target_gets_400(server, name, delivery):
+    method, target = BAD_TARGETS[name]
+    assert_refused(server, build_request(method, target), 400, delivery)
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_absolute_form_gives_path_query_and_the_targets_authority_as_host(server, delivery):
+    # RFC 9112 3.2.2: the Host field is replaced by the target's authority
+    target = "http://Example.COM:8080/environ/a%20b?x=1&y=2"
+    env = served(server, build_request("GET", target, [("Host", "other.example")]),
+                 delivery).json()
+    assert env["PATH_INFO"] == "/environ/a b"
+    assert env["QUERY_STRING"] == "x=1&y=2"
+    assert env["RAW_URI"] == target
+    assert env["HTTP_HOST"] == "Example.COM:8080"
+    assert env["SERVER_NAME"] == server.host  # the listener's name, as for any request
+
+
+@pytest.mark.parametrize("target,path,query,host", [
+    ("https://[::1]:8443/environ/x", "/environ/x", "", "[::1]:8443"),
+    ("HTTP://h/environ/?", "/environ/", "", "h"),
+    ("http://h:/environ/#frag", "/environ/", "", "h:"),
+])
+def test_absolute_form_variants(server, target, path, query, host):
+    env = served(server, build_request("GET", target)).json()
+    assert (env["PATH_INFO"], env["QUERY_STRING"], env["HTTP_HOST"]) == (path, query, host)
+
+
+@pytest.mark.parametrize("method,target,path", [("GET", "http://example.com", "/"),
+                                                ("GET", "http://example.com?q=1", "/"),
+                                                ("OPTIONS", "http://example.com", "*"),
+                                                ("OPTIONS", "*", "*")])
+def test_an_empty_absolute_path_is_the_root_or_for_options_the_asterisk(server_factory, method,
+                                                                         target, path):
+    # RFC 9112 3.2.1 ("/" when the path is empty) and 3.2.4 (OPTIONS: the server as a whole)
+    srv = server_factory("tests.apps:environ_json")
+    env = served(srv, build_request(method, target)).json()
+    assert env["PATH_INFO"] == path
+    assert env["HTTP_HOST"] == ("example.com" if target != "*" else "localhost")
+
+
+def test_an_absolute_form_request_still_needs_its_host_field(server):
+    # RFC 9112 3.2.2: a client MUST send Host even with the absolute form
+    raw = b"GET http://example.com/hello/ HTTP/1.1\r\n\r\n"
+    assert_refused(server, raw, 400)
+
+
+def test_connect_with_authority_form_reaches_the_app(server_factory):
+    srv = server_factory("tests.apps:environ_json")
+    with RawClient(srv.host, srv.port) as c:
+        c.send(build_request("CONNECT", "example.com:443", [("Host", "example.com:443")]))
+        env = c.read_response().json()
+    assert env["REQUEST_METHOD"] == "CONNECT"
+    assert env["RAW_URI"] == "example.com:443"
+
+
 # ---- chunk extensions (RFC 9112 7.1.1) --------------------------------------------------------
 
 GOOD_EXTENSIONS = [b";name", b";name=token", b';name="quoted"', b';n="q \\" \\\\ \t x"',

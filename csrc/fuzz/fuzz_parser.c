@@ -13,8 +13,9 @@
  * only between HEAD and END, and a Content-Length body is exactly that long; an error's status
  * is one the server answers with; feeding always makes progress or waits for bytes. And what
  * an accepted head is (RFC 9112, SPEC 4): its lines end in CRLF and nothing else, none is
- * folded, no control byte but HTAB is in it; its target is VCHARs; one Host at most, and one
- * on HTTP/1.1; one Content-Type at most.
+ * folded, no control byte but HTAB is in it; its target is VCHARs, "*" only for OPTIONS and
+ * host:port for CONNECT, its parts inside it; one Host at most, and one on HTTP/1.1; one
+ * Content-Type at most.
  */
 #include "../parser.h"
 
@@ -44,6 +45,11 @@ static int on_body(void *ctx, const char *data, size_t len)
     check(data != NULL && len > 0, "an empty body callback");
     d->body += len;
     return 0;
+}
+
+static int span_inside(aw_span_t inner, aw_span_t outer)
+{
+    return inner.off >= outer.off && inner.off + (size_t)inner.len <= outer.off + (size_t)outer.len;
 }
 
 /* The head's bytes: CRLF the only line end, no obs-fold, no control byte but HTAB. */
@@ -77,6 +83,13 @@ static void check_target(const aw_request_t *r, const char *head)
         unsigned char ch = (unsigned char)head[r->target.off + i];
         check(ch > 0x20 && ch < 0x7f, "a target byte that is not VCHAR");
     }
+    check(span_inside(r->path, r->target), "the path outside the target");
+    check(span_inside(r->authority, r->target), "the authority outside the target");
+    check((r->form == AW_TARGET_ASTERISK) <= (r->method == HTTP_OPTIONS), "'*' not for OPTIONS");
+    check((r->form == AW_TARGET_AUTHORITY) == (r->method == HTTP_CONNECT),
+          "authority-form and CONNECT apart");
+    check(r->form != AW_TARGET_ORIGIN || head[r->target.off] == '/', "an origin-form without /");
+    check(r->form != AW_TARGET_ABSOLUTE || r->authority.len > 0, "an absolute-form without host");
 }
 
 static void check_head(const aw_request_t *r, const char *head, size_t head_len)
