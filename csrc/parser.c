@@ -4,7 +4,7 @@
  * (request line, field lines, chunk-size lines with their extensions, trailer lines; CRLF and
  * nothing else ends a line), the one static llhttp settings object (llhttp reads a head only
  * once it has been checked whole: its fields as spans, its framing), the checks of a head as a
- * whole (versions, Host, Content-Type, target forms, Transfer-Encoding), the decoding
+ * whole (versions, methods, Host, Content-Type, target forms, Transfer-Encoding), the decoding
  * of a body (Content-Length or chunked), the limits on a head and a body, and the status of
  * every parse error. Must not include Python.h nor know where body bytes go (a callback does).
  */
@@ -239,24 +239,37 @@ static const llhttp_settings_t settings = {
     .on_headers_complete = on_headers_complete,
 };
 
-/* llhttp reads the checked head of head_len bytes: the request line with a stand-in for what
- * it would refuse and the server answers itself (a version above HTTP/1.1: spoken as HTTP/1.1,
- * RFC 9110 2.5), then the field lines as they are. Returns 0, or the answer's status. */
+/* The methods llhttp knows for HTTP: the server implements those. */
+static int known_method(const char *m, size_t n)
+{
+#define AW_KNOWN(num, name, string)                                                            \
+    if (n == sizeof(#string) - 1 && memcmp(m, #string, n) == 0)                                \
+        return 1;
+    HTTP_METHOD_MAP(AW_KNOWN)
+#undef AW_KNOWN
+    return 0;
+}
+
+/* llhttp reads the checked head of head_len bytes: the request line with stand-ins for what
+ * it would refuse and the server answers itself (a method it does not know: 501 later; a
+ * version above HTTP/1.1: spoken as HTTP/1.1, RFC 9110 2.5), then the field lines as they
+ * are. Returns 0, or the answer's status. */
 static int read_head(aw_parser_t *p, uint32_t head_len)
 {
     const char *b = p->base;
+    int known = known_method(b + p->method_off, p->method_len);
     uint32_t method_end = p->method_off + p->method_len, version_end = p->version_off + 8;
     struct {
         const char *at;
         size_t len;
     } pieces[] = {
-        {.at = b + p->method_off, .len = p->method_len},
+        {.at = known ? b + p->method_off : "GET", .len = known ? p->method_len : 3},
         {.at = b + method_end, .len = p->version_off - method_end},
         {.at = p->version_minor > 1 ? "HTTP/1.1" : b + p->version_off, .len = 8},
         {.at = b + version_end, .len = head_len - version_end},
     };
     size_t npieces = sizeof(pieces) / sizeof(pieces[0]);
-    if (p->version_minor <= 1) { /* no stand-in: the head as it is */
+    if (known && p->version_minor <= 1) { /* no stand-in: the head as it is */
         pieces[0].len = head_len - p->method_off;
         npieces = 1;
     }
@@ -268,6 +281,8 @@ static int read_head(aw_parser_t *p, uint32_t head_len)
     if (err != HPE_PAUSED) /* only on_headers_complete pauses, at the head's last byte */
         return p->error ? p->error : 400;
     aw_request_t *r = &p->req;
+    if (!known)
+        r->method = AW_METHOD_UNKNOWN;
     r->target = (aw_span_t){.off = p->target_off, .len = p->version_off - 1 - p->target_off};
     return 0;
 }
@@ -489,6 +504,8 @@ static int check_head(aw_parser_t *p)
         status = check_target(p);
     if (!status)
         status = check_transfer_encoding(p, &seen[AW_F_TRANSFER_ENCODING]);
+    if (!status && r->method == AW_METHOD_UNKNOWN)
+        status = 501; /* RFC 9110 9.1: a method the server does not implement */
     if (!status && !r->chunked && r->content_length > p->max_body)
         status = 413;
     if (status)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #define AW_CHUNK_LINE_MAX 4096 /* a chunk-size line with its extensions, at most */
+#define AW_METHOD_UNKNOWN (-1) /* a well-formed method token llhttp does not know: 501 */
 
 typedef struct {
     uint32_t off, len;
@@ -34,7 +35,7 @@ typedef enum {
 
 /* One request head; valid from AW_PARSE_HEAD until the next feed after AW_PARSE_END. */
 typedef struct {
-    int method; /* llhttp_method_t */
+    int method; /* llhttp_method_t, or AW_METHOD_UNKNOWN */
     int http_major, http_minor;
     aw_span_t target;    /* as sent */
     aw_target_form_t form;

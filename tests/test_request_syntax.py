@@ -270,6 +270,12 @@ def test_valid_trailer_fields_are_accepted(server):
 
 # ---- methods (RFC 9110 9.1) ---------------------------------------------------------------------
 
+@pytest.mark.parametrize("delivery", DELIVERIES)
+@pytest.mark.parametrize("method", ["FOO", "get", "DESCRIBE", "GETX", "GE", "X-!#$%&'*+.^_`|~1"])
+def test_a_method_token_the_server_does_not_know_gets_501(server, method, delivery):
+    assert_refused(server, build_request(method, "/hello/"), 501, delivery)
+
+
 @pytest.mark.parametrize("raw", [
     b"G(T /hello/ HTTP/1.1\r\nHost: x\r\n\r\n",
     b"G\x01T /hello/ HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -279,6 +285,16 @@ def test_valid_trailer_fields_are_accepted(server):
     b" GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n",
 ])
 def test_a_malformed_method_gets_400(server, raw):
+    assert_refused(server, raw, 400)
+
+
+@pytest.mark.parametrize("raw", [
+    b"FOO /hello/ HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+    b"FOO /hello/ HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    b"FOO /hello/ HTTP/1.1\nHost: x\r\n\r\n",
+    b"FOO * HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_an_unknown_method_in_a_malformed_request_gets_400(server, raw):
     assert_refused(server, raw, 400)
 
 

@@ -13,9 +13,9 @@
  * only between HEAD and END, and a Content-Length body is exactly that long; an error's status
  * is one the server answers with; feeding always makes progress or waits for bytes. And what
  * an accepted head is (RFC 9112, SPEC 4): its lines end in CRLF and nothing else, none is
- * folded, no control byte but HTAB is in it; its target is VCHARs, "*" only for OPTIONS and
- * host:port for CONNECT, its parts inside it; one Host at most, and one on HTTP/1.1; one
- * Content-Type at most.
+ * folded, no control byte but HTAB is in it; its method is one the server knows; its target
+ * is VCHARs, "*" only for OPTIONS and host:port for CONNECT, its parts inside it; one Host at
+ * most, and one on HTTP/1.1; one Content-Type at most.
  */
 #include "../parser.h"
 
@@ -104,6 +104,7 @@ static void check_head(const aw_request_t *r, const char *head, size_t head_len)
     }
     check(r->http_major == 1, "a version other than 1.x was accepted");
     check(!r->has_body || r->chunked || r->content_length > 0, "a body of no length");
+    check(r->method != AW_METHOD_UNKNOWN, "a method the server does not know was accepted");
     check_head_bytes(head, head_len);
     check_target(r, head);
     int hosts = count_fields(r, head, "host");
