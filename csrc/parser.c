@@ -177,6 +177,8 @@ static int extend(aw_parser_t *p, aw_span_t *span, const char *at, size_t len, i
         *span = (aw_span_t){.off = rel(p, at), .len = (uint32_t)len};
         return 0;
     }
+    if (len == 0)
+        return 0; /* the end of a value fed up to its trailing whitespace */
     if (span->off + span->len != rel(p, at))
         return fail(p, 400, "a field in pieces");
     span->len += (uint32_t)len;
@@ -222,12 +224,9 @@ static int on_headers_complete(llhttp_t *ll)
     r->http_major = ll->http_major;
     r->http_minor = ll->http_minor;
     /* Upgrade or CONNECT, which we do not do: the request is answered, then the connection
-     * closes, for what follows it is not HTTP. A CONNECT has no body (RFC 9110 9.3.6). */
+     * closes, for what follows it is not HTTP. Chunked or not is check_head's to say. */
     r->upgrade = ll->upgrade != 0;
-    int bodiless = ll->method == HTTP_CONNECT;
-    r->chunked = !bodiless && (ll->flags & F_CHUNKED) != 0;
-    r->content_length = r->chunked || bodiless ? 0 : ll->content_length;
-    r->has_body = r->chunked || r->content_length > 0;
+    r->content_length = ll->content_length;
     r->keep_alive = llhttp_should_keep_alive(ll) != 0;
     return HPE_PAUSED;
 }
@@ -250,34 +249,46 @@ static int known_method(const char *m, size_t n)
     return 0;
 }
 
-/* llhttp reads the checked head of head_len bytes: the request line with stand-ins for what
- * it would refuse and the server answers itself (a method it does not know: 501 later; a
- * version above HTTP/1.1: spoken as HTTP/1.1, RFC 9110 2.5), then the field lines as they
- * are. Returns 0, or the answer's status. */
+/* The field lines from off to head_len, to llhttp, each without the whitespace before its
+ * CRLF (OWS, RFC 9112 5): llhttp takes "Content-Length: 1<HTAB>" for invalid, and does not
+ * take "Transfer-Encoding: chunked<HTAB>" for chunked. */
+static llhttp_errno_t feed_fields(aw_parser_t *p, uint32_t off, uint32_t head_len)
+{
+    const char *at = p->base + off, *end = p->base + head_len, *cr = at;
+    llhttp_errno_t err = HPE_OK;
+    while (err == HPE_OK && (cr = memchr(cr, '\r', (size_t)(end - cr))) != NULL) {
+        const char *trim = cr;
+        while (trim > at && is_ws((unsigned char)trim[-1]))
+            trim--; /* a field line starts with a token: this stops within its line */
+        if (trim < cr) {
+            err = llhttp_execute(&p->ll, at, (size_t)(trim - at));
+            at = cr;
+        }
+        cr++;
+    }
+    return err == HPE_OK ? llhttp_execute(&p->ll, at, (size_t)(end - at)) : err;
+}
+
+/* llhttp reads the checked head of head_len bytes: a request line parser.c writes, since it
+ * has read the real one itself (the method, or GET in place of one llhttp does not know: 501
+ * later; "/" for the target, which it has checked and llhttp's URL parser would judge
+ * otherwise, e.g. refusing the scheme "a1:"; HTTP/1.1 for any version above it, RFC 9110
+ * 2.5), then the field lines as they are. Returns 0, or the answer's status. */
 static int read_head(aw_parser_t *p, uint32_t head_len)
 {
     const char *b = p->base;
-    int known = known_method(b + p->method_off, p->method_len);
-    uint32_t method_end = p->method_off + p->method_len, version_end = p->version_off + 8;
-    struct {
-        const char *at;
-        size_t len;
-    } pieces[] = {
-        {.at = known ? b + p->method_off : "GET", .len = known ? p->method_len : 3},
-        {.at = b + method_end, .len = p->version_off - method_end},
-        {.at = p->version_minor > 1 ? "HTTP/1.1" : b + p->version_off, .len = 8},
-        {.at = b + version_end, .len = head_len - version_end},
-    };
-    size_t npieces = sizeof(pieces) / sizeof(pieces[0]);
-    if (known && p->version_minor <= 1) { /* no stand-in: the head as it is */
-        pieces[0].len = head_len - p->method_off;
-        npieces = 1;
-    }
+    char line[64];
+    int known = p->method_len <= 32 && known_method(b + p->method_off, p->method_len);
+    size_t n = known ? p->method_len : 3;
+    memcpy(line, known ? b + p->method_off : "GET", n);
+    memcpy(line + n, p->version_minor ? " / HTTP/1.1" : " / HTTP/1.0", 11);
+    n += 11;
+    uint32_t line_end = p->version_off + 8; /* the CRLF of the request line */
     llhttp_init(&p->ll, HTTP_REQUEST, &settings);
     p->ll.data = p;
-    llhttp_errno_t err = HPE_OK;
-    for (size_t i = 0; i < npieces && err == HPE_OK; i++)
-        err = llhttp_execute(&p->ll, pieces[i].at, pieces[i].len);
+    llhttp_errno_t err = llhttp_execute(&p->ll, line, n);
+    if (err == HPE_OK)
+        err = feed_fields(p, line_end, head_len);
     if (err != HPE_PAUSED) /* only on_headers_complete pauses, at the head's last byte */
         return p->error ? p->error : 400;
     aw_request_t *r = &p->req;
@@ -483,14 +494,26 @@ static int check_codings(const aw_request_t *r, const char *v, size_t n)
     return ncodings > 1 ? 400 : 0; /* "chunked, chunked" is malformed */
 }
 
-static int check_transfer_encoding(const aw_parser_t *p, const aw_seen_t *te)
+/* Transfer-Encoding, then the body's framing from it (not from llhttp's flags, which depend
+ * on how it reads the field): chunked, Content-Length, or none; a CONNECT has no body (RFC
+ * 9110 9.3.6). */
+static int check_framing(aw_parser_t *p, const aw_seen_t *te)
 {
-    if (te->count == 0)
-        return 0;
+    aw_request_t *r = &p->req;
     if (te->count > 1)
         return 400; /* one Transfer-Encoding field, please */
-    const aw_span_t value = p->req.fields[te->first].value;
-    return check_codings(&p->req, p->base + value.off, value.len);
+    if (te->count == 1) {
+        const aw_span_t value = r->fields[te->first].value;
+        int status = check_codings(r, p->base + value.off, value.len);
+        if (status)
+            return status;
+    }
+    int bodiless = r->method == HTTP_CONNECT;
+    r->chunked = te->count == 1 && !bodiless;
+    if (r->chunked || bodiless)
+        r->content_length = 0; /* llhttp refused a Content-Length with Transfer-Encoding */
+    r->has_body = r->chunked || r->content_length > 0;
+    return 0;
 }
 
 /* The checks of a head llhttp has read. Returns 0, or the answer's status. */
@@ -503,7 +526,7 @@ static int check_head(aw_parser_t *p)
     if (!status)
         status = check_target(p);
     if (!status)
-        status = check_transfer_encoding(p, &seen[AW_F_TRANSFER_ENCODING]);
+        status = check_framing(p, &seen[AW_F_TRANSFER_ENCODING]);
     if (!status && r->method == AW_METHOD_UNKNOWN)
         status = 501; /* RFC 9110 9.1: a method the server does not implement */
     if (!status && !r->chunked && r->content_length > p->max_body)
