@@ -93,6 +93,13 @@ typedef struct {
 } aw_io_t;
 
 typedef struct aw_server aw_server_t;
+
+/* The numeric and boolean options of a Server, as options.c's table parses them. */
+typedef struct {
+    long long keepalive, header_timeout; /* milliseconds */
+    long long max_header_size, max_body_size, spool_threshold, max_requests;
+    long long stream_input, multiprocess;
+} aw_options_t;
 typedef struct aw_conn aw_conn_t;
 
 typedef struct {
@@ -248,6 +255,10 @@ void aw_log_exception(aw_server_t *s, const char *msg);
 void aw_log_message(aw_server_t *s, int level, const char *fmt, ...);
 void aw_server_request_done(aw_server_t *s);
 int aw_server_trusts(aw_server_t *s, const char *ip);
+
+/* ---- options.c --------------------------------------------------------------------------- */
+int aw_options_parse(aw_options_t *o, PyObject *kwds);
+PyObject *aw_options_export(void);
 
 /* ---- conn.c ------------------------------------------------------------------------------ */
 aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, struct sockaddr *sa);

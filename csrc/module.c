@@ -135,6 +135,11 @@ static int module_exec(PyObject *m)
     if (PyModule_AddStringConstant(m, "__version__", AW_VERSION) < 0 ||
         PyModule_AddStringConstant(m, "STREAMING_ATTR", "__aiowsgi_streaming_input__") < 0)
         goto error;
+    PyObject *options = aw_options_export();
+    int added = options ? PyModule_AddObjectRef(m, "OPTIONS", options) : -1;
+    Py_XDECREF(options);
+    if (added < 0)
+        goto error;
     if (PyModule_AddIntConstant(m, "LLHTTP_VERSION_MAJOR", LLHTTP_VERSION_MAJOR) < 0)
         goto error;
     return 0;

@@ -523,28 +523,14 @@ error:
     return -1;
 }
 
-static double seconds_arg(double v, const char *what)
-{
-    if (v < 0) {
-        PyErr_Format(PyExc_ValueError, "%s must be >= 0", what);
-        return -1;
-    }
-    return v;
-}
-
 static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"app", "sockets", "keepalive", "header_timeout", "max_header_size",
-                             "max_body_size", "spool_threshold", "stream_input", "max_requests",
-                             "url_scheme", "forwarded_allow_ips", "multiprocess", "errors",
+    static char *kwlist[] = {"app", "sockets", "url_scheme", "forwarded_allow_ips", "errors",
                              "log", "access_log", "heartbeat", NULL};
     PyObject *app, *sockets, *url_scheme = NULL, *allow = NULL, *errors = Py_None,
                             *log = Py_None, *access_log = Py_None, *heartbeat = Py_None;
-    PyObject *fast = NULL;
-    double keepalive = 5.0, header_timeout = 10.0;
-    Py_ssize_t max_header = 65536, spool = 1048576;
-    unsigned long long max_body = 1073741824ULL, max_requests = 0;
-    int stream_input = 0, multiprocess = 0;
+    PyObject *fast = NULL, *rest = NULL;
+    aw_options_t opt;
     if (s->st == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server is not initialised");
         return -1;
@@ -553,35 +539,28 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ may be called only once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$ddnKnpKUOpOOOO:Server", kwlist, &app,
-                                     &sockets, &keepalive, &header_timeout, &max_header,
-                                     &max_body, &spool, &stream_input, &max_requests,
-                                     &url_scheme, &allow, &multiprocess, &errors, &log,
-                                     &access_log, &heartbeat))
+    /* the table's options first (options.c), then the others from what is left */
+    if (!(rest = kwds ? PyDict_Copy(kwds) : PyDict_New()))
+        return -1;
+    int parsed = aw_options_parse(&opt, rest) == 0 &&
+                 PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOO:Server", kwlist, &app,
+                                             &sockets, &url_scheme, &allow, &errors, &log,
+                                             &access_log, &heartbeat);
+    Py_DECREF(rest);
+    if (!parsed)
         return -1;
     if (!PyCallable_Check(app)) {
         PyErr_SetString(PyExc_TypeError, "app must be callable");
         return -1;
     }
-    if (seconds_arg(keepalive, "keepalive") < 0 ||
-        seconds_arg(header_timeout, "header_timeout") < 0)
-        return -1;
-    if (max_header < 256 || max_header > (1 << 24)) {
-        PyErr_SetString(PyExc_ValueError, "max_header_size must be within 256..16777216");
-        return -1;
-    }
-    if (spool < 0) {
-        PyErr_SetString(PyExc_ValueError, "spool_threshold must be >= 0");
-        return -1;
-    }
     s->app = Py_NewRef(app);
-    s->keepalive_ms = (long long)(keepalive * 1000);
-    s->header_timeout_ms = (long long)(header_timeout * 1000);
-    s->max_header_size = (size_t)max_header;
-    s->max_body_size = max_body;
-    s->spool_threshold = (size_t)spool;
-    s->max_requests = max_requests;
-    s->multiprocess = multiprocess;
+    s->keepalive_ms = opt.keepalive;
+    s->header_timeout_ms = opt.header_timeout;
+    s->max_header_size = (size_t)opt.max_header_size;
+    s->max_body_size = (unsigned long long)opt.max_body_size;
+    s->spool_threshold = (size_t)opt.spool_threshold;
+    s->max_requests = (unsigned long long)opt.max_requests;
+    s->multiprocess = (int)opt.multiprocess;
     int attr = PyObject_HasAttrString(app, "__aiowsgi_streaming_input__");
     if (attr) {
         PyObject *flag = PyObject_GetAttrString(app, "__aiowsgi_streaming_input__");
@@ -592,7 +571,7 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         if (attr < 0)
             return -1;
     }
-    s->stream_input = stream_input || attr;
+    s->stream_input = opt.stream_input || attr;
     if (Py_IsNone(errors)) {
         errors = PySys_GetObject("stderr"); // borrowed
         if (!errors)
