@@ -56,10 +56,9 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(start):
 
 @needs_alias
 def test_only_the_listed_peer_is_trusted(start):
-    server = start.cli("-b", "0.0.0.0:0", "--forwarded-allow-ips", "127.0.0.2", "app:app")
-    address = "127.0.0.1:%d" % server.port
-    trusted = get_json(address, headers=FORWARDED, source="127.0.0.2")
-    untrusted = get_json(address, headers=FORWARDED, source="127.0.0.1")
+    server = start.cli("-b", "127.0.0.1:0", "--forwarded-allow-ips", "127.0.0.2", "app:app")
+    trusted = get_json(server.address, headers=FORWARDED, source="127.0.0.2")
+    untrusted = get_json(server.address, headers=FORWARDED, source="127.0.0.1")
     assert (trusted["remote_addr"], trusted["scheme"]) == ("198.51.100.7", "https")
     assert (untrusted["remote_addr"], untrusted["scheme"]) == ("127.0.0.1", "http")
 
