@@ -64,15 +64,15 @@ def _shared_servers(tmp_path_factory, server_options):
 
 @pytest.fixture
 def shared_server(_shared_servers):
-    used = []
+    used = set()
 
     def get(*apps, **options):
         srv = _shared_servers.get(apps, options)
-        used.append(srv)
+        used.add(srv)
         return srv
 
     yield get
-    dead = [srv.died() for srv in used if srv.died()]
+    dead = [srv.died() for srv in used if not srv.alive()]
     if dead:
         pytest.fail("the shared server died during the test:\n" + "\n".join(dead),
                     pytrace=False)

@@ -427,7 +427,7 @@ class Launcher:
         return self._start(argv, cwd=cwd, **kwargs)
 
     def script(self, path, *args, **kwargs):
-        """``python PATH ARGS``: an example, or a script the test wrote."""
+        """``python PATH ARGS``: an example, or a script the test wrote (or ``-m MODULE``)."""
         return self._start([sys.executable, path, *args], **kwargs)
 
     def command(self, argv, **kwargs):
