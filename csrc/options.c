@@ -5,9 +5,11 @@
  * can be checked against it. Must not keep state: the parsed values live in the caller's
  * aw_options_t.
  */
-#include "core.h"
+#include "options.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stddef.h>
 
 typedef enum {
     AW_OPT_SECONDS, /* a float >= 0, stored in milliseconds */
@@ -51,42 +53,53 @@ static void set_default(aw_options_t *o, const aw_opt_spec_t *spec)
     *slot(o, spec) = (long long)v;
 }
 
-static int set_value(aw_options_t *o, const aw_opt_spec_t *spec, PyObject *value)
+static int set_seconds(aw_options_t *o, const aw_opt_spec_t *spec, PyObject *value)
 {
-    if (spec->kind == AW_OPT_FLAG) {
-        int t = PyObject_IsTrue(value);
-        if (t < 0)
-            return -1;
-        *slot(o, spec) = t;
-        return 0;
+    double d = PyFloat_AsDouble(value);
+    if (d == -1.0 && PyErr_Occurred())
+        return -1;
+    if (isnan(d) || d < spec->min || d > spec->max) {
+        char msg[160]; /* PyErr_Format has no %g */
+        snprintf(msg, sizeof(msg), "%s must be a number of seconds from %.15g to %.15g", spec->name,
+                 spec->min, spec->max);
+        PyErr_SetString(PyExc_ValueError, msg);
+        return -1;
     }
-    if (spec->kind == AW_OPT_SECONDS) {
-        double d = PyFloat_AsDouble(value);
-        if (d == -1.0 && PyErr_Occurred())
-            return -1;
-        if (!(d >= spec->min && d <= spec->max) || isnan(d)) {
-            PyErr_Format(PyExc_ValueError, "%s must be a number of seconds within %g..%g",
-                         spec->name, spec->min, spec->max);
-            return -1;
-        }
-        *slot(o, spec) = (long long)(d * 1000);
-        return 0;
-    }
+    *slot(o, spec) = (long long)(d * 1000);
+    return 0;
+}
+
+/* Whole numbers are compared as whole numbers: a double would round 2**53 + 1 down. */
+static int set_size(aw_options_t *o, const aw_opt_spec_t *spec, PyObject *value)
+{
     if (PyBool_Check(value) || !PyLong_Check(value)) {
         PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", spec->name,
                      Py_TYPE(value)->tp_name);
         return -1;
     }
+    long long lo = (long long)spec->min, hi = (long long)spec->max;
     int overflow = 0;
     long long n = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (n == -1 && PyErr_Occurred())
         return -1;
-    if (overflow || (double)n < spec->min || (double)n > spec->max) {
-        PyErr_Format(PyExc_ValueError, "%s must be within %.0f..%.0f", spec->name, spec->min,
-                     spec->max);
+    if (overflow || n < lo || n > hi) {
+        PyErr_Format(PyExc_ValueError, "%s must be from %lld to %lld", spec->name, lo, hi);
         return -1;
     }
     *slot(o, spec) = n;
+    return 0;
+}
+
+static int set_value(aw_options_t *o, const aw_opt_spec_t *spec, PyObject *value)
+{
+    if (spec->kind == AW_OPT_SECONDS)
+        return set_seconds(o, spec, value);
+    if (spec->kind == AW_OPT_SIZE)
+        return set_size(o, spec, value);
+    int t = PyObject_IsTrue(value);
+    if (t < 0)
+        return -1;
+    *slot(o, spec) = t;
     return 0;
 }
 

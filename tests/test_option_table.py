@@ -83,12 +83,7 @@ def edges() -> Iterator[Any]:
         yield pytest.param(name, minimum, True, id="%s=min" % name)
         yield pytest.param(name, below, False, id="%s=min-" % name)
         yield pytest.param(name, maximum, True, id="%s=max" % name)
-        marks = []
-        if isinstance(above, int) and above > 2 ** 53:
-            marks.append(pytest.mark.xfail(strict=True, reason=(
-                "csrc/options.c compares whole numbers as doubles: %d rounds down to the "
-                "maximum and is accepted" % above)))
-        yield pytest.param(name, above, False, id="%s=max+" % name, marks=marks)
+        yield pytest.param(name, above, False, id="%s=max+" % name)
 
 
 @pytest.mark.parametrize("name, value, accepted", list(edges()))
