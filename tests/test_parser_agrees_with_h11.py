@@ -36,9 +36,8 @@ import time
 from collections import Counter
 
 import h11
-import pytest
 
-from tests.support import ServerProcess
+from tests.support.client import connect
 
 SEED = os.environ.get("AIOWSGI_DIFF_SEED", "14")
 CASES = int(os.environ.get("AIOWSGI_DIFF_CASES", "5000"))
@@ -533,8 +532,7 @@ def oracle(case, fired):
 
 def exchange(address, raw, split):
     """Send raw (in two writes when split), half-close, read to the end: the bytes back."""
-    with socket.create_connection(address, timeout=10) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with connect(address) as sock:
         try:
             if split:
                 sock.sendall(raw[:split])
@@ -618,14 +616,8 @@ def check(expect, response):
     return None
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = ServerProcess("tests.apps:parsed_request").start()
-    yield srv
-    srv.stop()
-
-
-def test_the_server_accepts_exactly_what_h11_accepts(server):
+def test_the_server_accepts_exactly_what_h11_accepts(start):
+    server = start.apps("tests.support.apps:parsed_request")
     indexes = [int(ONLY)] if ONLY else range(CASES)
     outcomes, fired, mutated, failures = Counter(), Counter(), set(), []
     started = time.monotonic()
@@ -641,7 +633,7 @@ def test_the_server_accepts_exactly_what_h11_accepts(server):
         pipelined = case.rng.random() < 0.125
         raw = PIPELINED_FIRST + case.raw if pipelined else case.raw
         split = case.rng.randrange(1, len(raw)) if case.rng.random() < 0.125 else 0
-        answer = exchange((server.host, server.port), raw, split)
+        answer = exchange(server.address, raw, split)
         problem = check(expect, answer_to(answer, pipelined))
         if problem:
             failures.append("%s\n    %s" % (case, problem))

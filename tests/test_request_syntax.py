@@ -10,9 +10,10 @@ reference parser.
 
 import pytest
 
-from tests.support import RawClient, build_request, chunked
+from tests.support.client import build_request, chunked
 
 DELIVERIES = ["whole", "bytewise", "pipelined"]
+ENVIRON = "tests.support.apps:environ_json"
 GOOD = b"GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -23,7 +24,7 @@ def app_calls(srv):
 def exchange(srv, raw, delivery):
     """Send ``raw`` as ``delivery`` says; returns the response to ``raw`` and the client (the
     caller closes it)."""
-    c = RawClient(srv.host, srv.port)
+    c = srv.client()
     try:
         if delivery == "pipelined":
             c.send(GOOD + raw)
@@ -100,7 +101,7 @@ def test_empty_lines_before_a_request_line_are_ignored(server, delivery):
 def test_an_empty_line_after_a_body_is_ignored_before_the_next_request(server):
     body = b"abc"
     raw = build_request("POST", "/echo/", [("Content-Length", "3")], body) + b"\r\n" + GOOD
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.send(raw)
         assert c.read_response().json()["body"] == "abc"
         assert c.read_response().body == b"Hello, world!\n"
@@ -220,10 +221,10 @@ def test_absolute_form_variants(server, target, path, query, host):
                                                 ("GET", "http://example.com?q=1", "/"),
                                                 ("OPTIONS", "http://example.com", "*"),
                                                 ("OPTIONS", "*", "*")])
-def test_an_empty_absolute_path_is_the_root_or_for_options_the_asterisk(server_factory, method,
+def test_an_empty_absolute_path_is_the_root_or_for_options_the_asterisk(shared_server, method,
                                                                          target, path):
     # RFC 9112 3.2.1 ("/" when the path is empty) and 3.2.4 (OPTIONS: the server as a whole)
-    srv = server_factory("tests.apps:environ_json")
+    srv = shared_server(ENVIRON)
     env = served(srv, build_request(method, target)).json()
     assert env["PATH_INFO"] == path
     assert env["HTTP_HOST"] == ("example.com" if target != "*" else "localhost")
@@ -235,9 +236,9 @@ def test_an_absolute_form_request_still_needs_its_host_field(server):
     assert_refused(server, raw, 400)
 
 
-def test_connect_with_authority_form_reaches_the_app(server_factory):
-    srv = server_factory("tests.apps:environ_json")
-    with RawClient(srv.host, srv.port) as c:
+def test_connect_with_authority_form_reaches_the_app(shared_server):
+    srv = shared_server(ENVIRON)
+    with srv.client() as c:
         c.send(build_request("CONNECT", "example.com:443", [("Host", "example.com:443")]))
         env = c.read_response().json()
     assert env["REQUEST_METHOD"] == "CONNECT"
