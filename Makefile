@@ -21,7 +21,7 @@ all: build
 
 # Which of tools/sysdeps.sh's sets to install.  A target-specific value holds for the target's
 # prerequisites too, so `make test` asks apt-get once for everything it needs.
-sysdeps: SYSDEPS ?= build
+SYSDEPS ?= build
 test: SYSDEPS = build test
 sysdeps:
 	@tools/sysdeps.sh $(PYTHON) $(SYSDEPS)
@@ -36,10 +36,10 @@ $(VENV)/made-from: FORCE | sysdeps
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && echo "$$want" >$@; \
 	fi
 
-# What building in place needs without build isolation (pyproject.toml's [build-system];
-# an editable install needs setuptools 64).
+# What building in place needs without build isolation: pyproject.toml's [build-system], in a
+# setuptools recent enough for editable installs (64) and to need no `wheel` package (70.1).
 $(VENV)/build-deps: $(VENV)/made-from
-	$(VPIP) install "setuptools>=64" wheel
+	$(VPIP) install "setuptools>=70.1"
 	@touch $@
 
 $(VENV)/test-deps: $(TEST_REQUIREMENTS) $(VENV)/made-from

@@ -88,6 +88,7 @@ fi
 if [ "$llhttp" = extract ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
+  chown _apt "$tmp" 2>/dev/null || true  # apt downloads as the user _apt
   (cd "$tmp" && "${apt[@]}" download node-llhttp)
   dpkg-deb -x "$tmp"/node-llhttp_*.deb /
 fi
