@@ -5,7 +5,7 @@ the Python layer binds sockets, forks workers, handles signals and logging, and 
 listening file descriptors plus options to :class:`Server`.
 """
 
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 # A WSGI application (PEP 3333); kept loose on purpose, apps are duck-typed.
 WSGIApp = Callable[..., Iterable[bytes]]
@@ -20,6 +20,9 @@ LogFunc = Callable[[int, str, Optional[BaseException]], Any]
 AccessLogFunc = Callable[[Dict[str, Any], int, int, float], Any]
 
 __version__: str
+# {option: (default, minimum, maximum)} for the numeric and boolean keyword arguments of
+# Server (seconds as float, sizes as int, flags as bool): the C core's one table of them.
+OPTIONS: Dict[str, Tuple[Any, Any, Any]]
 STREAMING_ATTR: str  # "__aiowsgi_streaming_input__": the attribute streaming_input() sets
 
 class ClientDisconnected(OSError):

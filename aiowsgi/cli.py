@@ -13,7 +13,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from . import __version__
-from .config import ConfigError, options
+from .config import ConfigError, default_of, options
 from .importer import AppImportError
 from .master import WorkerBootError
 from .server import BindError, serve
@@ -42,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _argument(field: "dataclasses.Field[Any]") -> Dict[str, Any]:
     """argparse keywords for one Config field.  Options the user did not give are left out
     (SUPPRESS), so Config alone supplies defaults."""
-    default = (field.default if field.default_factory is dataclasses.MISSING
-               else field.default_factory())
+    default = default_of(field)
     meta = field.metadata
     kwargs: Dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
     if isinstance(default, bool):

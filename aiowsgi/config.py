@@ -2,7 +2,10 @@
 
 ``Config`` is what the command line (``cli.py``), ``aiowsgi.serve`` and ``aiowsgi.Server`` all
 build; the CLI generates its options from the field metadata here, so a default is written
-once.  This module parses bind addresses but never opens a socket (that is ``server.py``).
+once.  The options the C core parses (``core=True``) are passed to it by :meth:`Config.
+core_options`, and their limits are the core's own table (``aiowsgi._core.OPTIONS``), so that
+Config cannot accept what the core refuses; ``tests/test_option_table.py`` checks that the
+defaults agree.  This module parses bind addresses but never opens a socket (``server.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypedDict, Union
 
+from . import _core
+
 DEFAULT_BIND = "127.0.0.1:8000"
 
 # The callables the core reports through (see aiowsgi/_core.pyi).
 LogFunc = Callable[[int, str, Optional[BaseException]], Any]
 AccessLogFunc = Callable[[Dict[str, Any], int, int, float], Any]
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+Number = Union[int, float]
 
 
 class ConfigError(ValueError):
@@ -75,9 +81,17 @@ def parse_bind(text: str) -> BindAddress:
 
 
 def _option(default: Any, help: str, *flags: str, metavar: Optional[str] = None,
-            cli_default: Optional[str] = None) -> Any:
-    """A Config field; ``flags`` and ``help`` are what cli.py turns into an argparse option."""
-    meta = {"flags": flags, "help": help, "metavar": metavar, "cli_default": cli_default}
+            cli_default: Optional[str] = None, core: bool = False,
+            minimum: Optional[Number] = None, maximum: Optional[Number] = None) -> Any:
+    """A Config field; ``flags`` and ``help`` are what cli.py turns into an argparse option.
+
+    ``core``: a keyword argument of ``aiowsgi._core.Server`` of the same name, passed through
+    by :meth:`Config.core_options`; if numeric, its limits are the core's.  Other numeric
+    options (an int default: a whole number; a float: seconds) are checked against
+    ``minimum`` and ``maximum`` (None: unbounded).
+    """
+    meta = {"flags": flags, "help": help, "metavar": metavar, "cli_default": cli_default,
+            "core": core, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -98,33 +112,34 @@ class Config:
         cli_default=DEFAULT_BIND + ", or the sockets systemd passes in LISTEN_FDS")
     workers: int = _option(
         1, "worker processes sharing the listening sockets; the master restarts a dead worker",
-        "-w", "--workers", metavar="N")
-    backlog: int = _option(2048, "listen backlog", "--backlog", metavar="N")
+        "-w", "--workers", metavar="N", minimum=1)
+    backlog: int = _option(2048, "listen backlog", "--backlog", metavar="N", minimum=1)
     keepalive: float = _option(
         5.0, "idle time before a kept-alive connection is closed", "--keepalive",
-        metavar="SECONDS")
+        metavar="SECONDS", core=True)
     header_timeout: float = _option(
         10.0, "time allowed to receive a complete request head", "--header-timeout",
-        metavar="SECONDS")
+        metavar="SECONDS", core=True)
     max_header_size: int = _option(
         65536, "limit on the request line and headers together (larger: 431)",
-        "--max-header-size", metavar="BYTES")
+        "--max-header-size", metavar="BYTES", core=True)
     max_body_size: int = _option(
-        1073741824, "limit on a request body (larger: 413)", "--max-body-size", metavar="BYTES")
+        1073741824, "limit on a request body (larger: 413)", "--max-body-size", metavar="BYTES",
+        core=True)
     spool_threshold: int = _option(
         1048576, "buffered request bodies above this go to a temporary file",
-        "--spool-threshold", metavar="BYTES")
+        "--spool-threshold", metavar="BYTES", core=True)
     stream_input: bool = _option(
-        False, "every request uses the streaming input protocol", "--stream-input")
+        False, "every request uses the streaming input protocol", "--stream-input", core=True)
     max_requests: int = _option(
         0, "a worker exits and is replaced after N requests, plus up to 10%% jitter (0: off)",
-        "--max-requests", metavar="N")
+        "--max-requests", metavar="N", core=True)
     timeout: float = _option(
         30.0, "a worker whose app call has not returned for this long is killed and replaced "
-        "(0: off)", "--timeout", metavar="SECONDS")
+        "(0: off)", "--timeout", metavar="SECONDS", minimum=0)
     graceful_timeout: float = _option(
         30.0, "time to finish in-flight requests on shutdown", "--graceful-timeout",
-        metavar="SECONDS")
+        metavar="SECONDS", minimum=0)
     access_log: Union[str, AccessLogFunc, None] = _option(
         None, "write one line per request (combined log format plus duration) to FILE; "
         "'-' is stdout", "--access-log", metavar="FILE", cli_default="off")
@@ -133,12 +148,12 @@ class Config:
         "--log-level", metavar="LEVEL")
     forwarded_allow_ips: Tuple[str, ...] = _option(
         ("127.0.0.1", "::1"), "comma-separated peer addresses trusted for X-Forwarded-For "
-        "and X-Forwarded-Proto", "--forwarded-allow-ips", metavar="LIST")
+        "and X-Forwarded-Proto", "--forwarded-allow-ips", metavar="LIST", core=True)
     factory: bool = _option(
         False, "APP names a factory: call it with no arguments to make the app", "--factory")
     chdir: Optional[str] = _option(
         None, "change to DIR before binding and importing the app", "--chdir", metavar="DIR",
-        cli_default="stay")
+        cli_default="the current directory")
     # Python API only (no flags): replace the logging plumbing, e.g. when embedding the server.
     log: Optional[LogFunc] = _option(
         None, "log(level, message, exc) for the core's messages; default: aiowsgi.error")
@@ -154,18 +169,12 @@ class Config:
             for text in binds:
                 parse_bind(text)
             set_(self, "bind", binds)
-        _check_int(self, "workers", minimum=1)
-        _check_int(self, "backlog", minimum=1)
-        _check_int(self, "max_header_size", minimum=1024)
-        _check_int(self, "max_body_size", minimum=0)
-        _check_int(self, "spool_threshold", minimum=0)
-        _check_int(self, "max_requests", minimum=0)
-        for name in ("keepalive", "header_timeout", "timeout", "graceful_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError("invalid --%s %r: expected a number of seconds >= 0"
-                                  % (_flag(name), value))
-            set_(self, name, float(value))
+        for option in options():  # the kind of a value is its default's
+            kind = type(default_of(option))
+            if kind is bool:
+                set_(self, option.name, bool(getattr(self, option.name)))
+            elif kind is int or kind is float:  # a whole number, or seconds
+                _check_number(self, option.name, seconds=kind is float)
         level = str(self.log_level).lower()
         if level not in LOG_LEVELS:
             raise ConfigError("invalid --log-level %r: expected one of %s"
@@ -175,8 +184,6 @@ class Config:
         if isinstance(ips, str):
             ips = tuple(ip.strip() for ip in ips.split(",") if ip.strip())
         set_(self, "forwarded_allow_ips", tuple(ips))
-        for name in ("stream_input", "factory"):
-            set_(self, name, bool(getattr(self, name)))
         if self.access_log is not None and not callable(self.access_log) and (
                 not isinstance(self.access_log, str) or not self.access_log):
             raise ConfigError("invalid --access-log %r: expected a file name or '-'"
@@ -192,17 +199,12 @@ class Config:
         return int(getattr(logging, self.log_level.upper()))
 
     def core_options(self) -> Dict[str, Any]:
-        """The keyword arguments of ``aiowsgi._core.Server`` that come straight from options."""
-        return {
-            "keepalive": self.keepalive,
-            "header_timeout": self.header_timeout,
-            "max_header_size": self.max_header_size,
-            "max_body_size": self.max_body_size,
-            "spool_threshold": self.spool_threshold,
-            "stream_input": self.stream_input,
-            "forwarded_allow_ips": self.forwarded_allow_ips,
-            "multiprocess": self.workers > 1,
-        }
+        """The keyword arguments of ``aiowsgi._core.Server`` that come straight from options:
+        those marked ``core``, and ``multiprocess``."""
+        passed = {option.name: getattr(self, option.name)
+                  for option in options() if option.metadata["core"]}
+        passed["multiprocess"] = self.workers > 1
+        return passed
 
 
 class Options(TypedDict, total=False):
@@ -233,13 +235,48 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def _check_int(config: Config, name: str, minimum: int) -> None:
+def _check_number(config: Config, name: str, seconds: bool) -> None:
+    """Check a numeric option against :func:`limits` (seconds: any number, stored as a float;
+    else a whole number); NaN is never within them."""
     value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError("invalid --%s %r: expected a whole number >= %d"
-                          % (_flag(name), value, minimum))
+    minimum, maximum = limits(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int) \
+            or not (minimum <= value and (maximum is None or value <= maximum)):
+        raise ConfigError("invalid --%s %r: expected %s %s" % (
+            _flag(name), value, "a number of seconds" if seconds else "a whole number",
+            ">= %s" % _number(minimum) if maximum is None else
+            "from %s to %s" % (_number(minimum), _number(maximum))))
+    if seconds:
+        object.__setattr__(config, name, float(value))
+
+
+def _number(limit: Number) -> str:
+    return "%d" % limit if limit == int(limit) else "%g" % limit
 
 
 def options() -> Sequence["dataclasses.Field[Any]"]:
     """The fields of Config, in the order of SPEC section 2 (the CLI's order)."""
     return dataclasses.fields(Config)
+
+
+def default_of(option: "dataclasses.Field[Any]") -> Any:
+    """The default value of one of :func:`options`."""
+    if option.default_factory is not dataclasses.MISSING:
+        return option.default_factory()
+    return option.default
+
+
+def limits(name: str) -> Tuple[Number, Optional[Number]]:
+    """(minimum, maximum) of the numeric option ``name``; maximum None: unbounded.
+
+    For an option the C core parses, the core's own limits (``aiowsgi._core.OPTIONS``): Config
+    accepts exactly what the core accepts.  For the others, those given in its field.
+    """
+    option = _FIELDS[name]
+    if option.metadata["core"]:
+        _, minimum, maximum = _core.OPTIONS[name]
+        return minimum, maximum
+    return option.metadata["minimum"], option.metadata["maximum"]
+
+
+_FIELDS = {option.name: option for option in options()}

@@ -2,7 +2,8 @@
 
 The master owns the listening sockets (bound by ``server.py``) and never imports an app given
 as an import string: each worker imports it after the fork, so a worker started after SIGHUP
-runs the app's current source.  It never touches a client connection.
+runs the app's current source.  It never touches a client connection: what runs in a worker
+after the fork is ``worker.py``'s (:func:`~aiowsgi.worker.run_forked`).
 
 Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
 replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on
@@ -20,27 +21,19 @@ import select
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Union
 
-from .config import AccessLogFunc, Config
-from .importer import AppImportError, load_app, make_app
+from .config import AccessLogFunc, Config, limits
+from .importer import AppImportError
 from .log import AccessLog, error_log
+from .worker import (BOOT_IMPORT_ERROR, BOOT_OTHER_ERROR, BOOT_READY, EXIT_OK, ForkedWorker,
+                     run_forked)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
-
-# Worker exit codes the master understands.
-EXIT_OK = 0            # stopped when asked, or after max_requests: replace unless shutting down
-EXIT_BOOT_FAILED = 3   # the worker could not start; its reason came on the boot pipe
-
-# What a worker writes on its boot pipe (one message, then it closes the pipe).
-BOOT_READY = b"R"
-BOOT_IMPORT_ERROR = b"I"   # followed by the reason, UTF-8
-BOOT_OTHER_ERROR = b"E"    # followed by a one-line description, UTF-8
 
 POLL_INTERVAL = 0.25       # seconds between checks of the heartbeats
 IMMEDIATE_KILL_DELAY = 1.0  # after SIGQUIT to the workers, SIGKILL the ones still there
@@ -53,8 +46,8 @@ class WorkerBootError(RuntimeError):
 
 
 @dataclass
-class Worker:
-    """The master's view of one worker process."""
+class Child:
+    """The master's view of one worker process it forked."""
 
     pid: int
     generation: int      # the SIGHUP generation the worker was started in
@@ -82,7 +75,7 @@ class Master:
         self.sockets = sockets
         self.access_log = access_log
         self.on_ready: Optional[Callable[[], None]] = on_ready
-        self.workers: Dict[int, Worker] = {}
+        self.workers: Dict[int, Child] = {}
         self.generation = 0
         # "graceful", "immediate", "reload", "reopen"
         self._commands: Deque[str] = collections.deque()
@@ -243,7 +236,7 @@ class Master:
         self._respawn_delay = min(MAX_RESPAWN_DELAY, max(0.5, self._respawn_delay * 2))
         self._respawn_at = time.monotonic() + self._respawn_delay
 
-    def _retire(self, worker: Worker) -> None:
+    def _retire(self, worker: Child) -> None:
         worker.stopping = True
         _kill(worker.pid, signal.SIGTERM)
 
@@ -272,9 +265,7 @@ class Master:
     def _spawn(self) -> None:
         heartbeat = mmap.mmap(-1, HEARTBEAT.size)  # anonymous and MAP_SHARED: seen by both
         read_end, write_end = os.pipe()
-        max_requests = self.config.max_requests
-        if max_requests:  # jitter, so that workers started together do not restart together
-            max_requests += random.randint(0, max_requests // 10)
+        max_requests = with_jitter(self.config.max_requests)
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: try again later
@@ -284,15 +275,27 @@ class Master:
             heartbeat.close()
             self._back_off()
             return
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            os.close(read_end)
-            self._worker_process(heartbeat, write_end, max_requests)
+        if pid == 0:  # pragma: no cover - the child: run_forked() ends the process
+            run_forked(ForkedWorker(
+                self.app, self.config, self.sockets, self.access_log, heartbeat,
+                boot_pipe=write_end, life_pipe=self._life_r, max_requests=max_requests,
+                inherited=self._inherited_by_children() + [read_end]))
         os.close(write_end)
         os.set_blocking(read_end, False)
-        self.workers[pid] = Worker(pid, self.generation, heartbeat, read_end)
+        self.workers[pid] = Child(pid, self.generation, heartbeat, read_end)
         error_log.debug("Started worker %d", pid)
 
-    def _read_boot_pipe(self, worker: Worker) -> None:
+    def _inherited_by_children(self) -> List[Union[int, mmap.mmap]]:
+        """What a worker forked now inherits and must close: the master's wake-up pipe, the
+        write end of the life pipe, and the other workers' heartbeats and boot pipes."""
+        inherited: List[Union[int, mmap.mmap]] = [self._wake_r, self._wake_w, self._life_w]
+        for child in self.workers.values():
+            inherited.append(child.heartbeat)
+            if child.boot_pipe >= 0:
+                inherited.append(child.boot_pipe)
+        return inherited
+
+    def _read_boot_pipe(self, worker: Child) -> None:
         while worker.boot_pipe >= 0:
             try:
                 data = os.read(worker.boot_pipe, 4096)
@@ -306,7 +309,7 @@ class Master:
         if worker.message == BOOT_READY and not worker.booted:
             self._on_booted(worker)
 
-    def _on_booted(self, worker: Worker) -> None:
+    def _on_booted(self, worker: Child) -> None:
         worker.booted = True
         self._respawn_delay = 0.0
         if not self._ever_booted:
@@ -331,7 +334,7 @@ class Master:
                 worker.heartbeat.close()
                 self._on_exit(worker, status)
 
-    def _on_exit(self, worker: Worker, status: int) -> None:
+    def _on_exit(self, worker: Child, status: int) -> None:
         if self._shutdown is not None:
             return
         if not worker.booted:
@@ -347,7 +350,7 @@ class Master:
             error_log.warning("Worker %d died (%s); starting a new one", worker.pid,
                               _describe_status(status))
 
-    def _on_boot_failure(self, worker: Worker, status: int) -> None:
+    def _on_boot_failure(self, worker: Child, status: int) -> None:
         kind, text = worker.message[:1], worker.message[1:].decode("utf-8", "replace")
         if kind == BOOT_IMPORT_ERROR and isinstance(self.app, str):
             failure: Exception = AppImportError(self.app, text)
@@ -368,85 +371,13 @@ class Master:
                 other.generation = self.generation
         self._back_off()
 
-    # -- in the worker ---------------------------------------------------------------------
 
-    def _worker_process(self, heartbeat: mmap.mmap, boot_pipe: int,
-                        max_requests: int) -> NoReturn:  # pragma: no cover - child process
-        """The body of a forked worker; ends the process, never returns."""
-        code = 1
-        try:
-            code = self._serve_in_worker(heartbeat, boot_pipe, max_requests)
-        except BaseException:
-            error_log.exception("Worker %d failed", os.getpid())
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-            os._exit(code)
-
-    def _serve_in_worker(self, heartbeat: mmap.mmap, boot_pipe: int,
-                         max_requests: int) -> int:  # pragma: no cover - child process
-        from .server import make_core
-
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)  # until the loop exists, a signal just ends us
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the master's business
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until there is a log to reopen
-        for fd in (self._wake_r, self._wake_w, self._life_w):
-            os.close(fd)
-        self._wake_r = self._wake_w = self._life_w = -1
-        for other in self.workers.values():  # the master's ends for the other workers
-            other.heartbeat.close()
-            if other.boot_pipe >= 0:
-                os.close(other.boot_pipe)
-        self.workers = {}
-        try:
-            if isinstance(self.app, str):
-                app = load_app(self.app, factory=self.config.factory)
-            else:
-                app = make_app(self.app, self.config.factory)
-            core = make_core(app, self.config, self.sockets,
-                             self.access_log, heartbeat=heartbeat, max_requests=max_requests)
-        except AppImportError as exc:
-            _write_all(boot_pipe, BOOT_IMPORT_ERROR + exc.reason.encode("utf-8", "replace"))
-            return EXIT_BOOT_FAILED
-        except Exception as exc:
-            error_log.exception("Worker %d failed to boot", os.getpid())
-            _write_all(boot_pipe, BOOT_OTHER_ERROR + ("%s: %s" % (type(exc).__name__, exc))
-                       .encode("utf-8", "replace"))
-            return EXIT_BOOT_FAILED
-
-        def stop(signum: int, frame: Any) -> None:
-            core.stop(signum != signal.SIGQUIT, self.config.graceful_timeout)
-            for sock in self.sockets:
-                sock.close()
-
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signal.signal(sig, stop)
-        if isinstance(self.access_log, AccessLog):
-            access_log = self.access_log
-            signal.signal(signal.SIGUSR1, lambda signum, frame: access_log.reopen())
-            access_log.reopen()  # in case the master reopened it after our fork
-        threading.Thread(target=self._stop_when_orphaned, args=(core,), daemon=True,
-                         name="aiowsgi-orphan-watch").start()
-        _write_all(boot_pipe, BOOT_READY)
-        os.close(boot_pipe)
-        core.run()
-        for sock in self.sockets:
-            sock.close()
-        return EXIT_OK
-
-    def _stop_when_orphaned(self, core: Any) -> None:  # pragma: no cover - child process
-        """In a worker: wait for the master to end, then stop serving (gracefully)."""
-        try:
-            while os.read(self._life_r, 1):
-                pass
-        except OSError:
-            pass
-        error_log.warning("Worker %d: the master is gone; stopping", os.getpid())
-        core.stop(True, self.config.graceful_timeout)
+def with_jitter(max_requests: int) -> int:
+    """A worker's own ``max_requests``: up to 10 % more, so that workers started together do not
+    restart together, and no more than the core accepts.  0 (off) stays 0."""
+    jittered = max_requests + random.randint(0, max_requests // 10)
+    _, most = limits("max_requests")
+    return jittered if most is None else min(jittered, int(most))
 
 
 def _kill(pid: int, signum: int) -> None:
@@ -454,11 +385,6 @@ def _kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass  # already gone; reaped at the next turn
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def _describe_status(status: int) -> str:

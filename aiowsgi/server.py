@@ -1,8 +1,9 @@
 """The Python API of SPEC section 3: ``Server`` and ``serve``, and the listening sockets.
 
 A Server binds its sockets when it is built (so port 0 is resolved at once), then either runs
-the C loop (``aiowsgi._core.Server``) in this process, or, with several workers or an app given
-as an import string, hands the sockets to a :class:`~aiowsgi.master.Master` that forks workers.
+a :class:`~aiowsgi.worker.Worker` (the C loop) in this process, or, with several workers or an
+app given as an import string, hands the sockets to a :class:`~aiowsgi.master.Master` that
+forks workers.
 Everything per request is the core's; this module never reads a request.
 """
 
@@ -14,14 +15,14 @@ import signal
 import socket
 import stat
 import threading
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Union
 
-from . import _core
 from .config import (DEFAULT_BIND, AccessLogFunc, BindAddress, Config, ConfigError,
                      parse_bind)
-from .importer import check_app_spec, make_app
-from .log import AccessLog, ErrorStream, core_log, error_log, setup_error_log
+from .importer import check_app_spec
+from .log import AccessLog, error_log, setup_error_log
 from .master import Master
+from .worker import Worker
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -93,15 +94,14 @@ class Server:
             self._close()
             raise
         self.addresses: List[str] = [describe(sock) for sock in self.sockets]
-        self._core: Optional[_core.Server] = None
+        self._worker: Optional[Worker] = None
         self._master: Optional[Master] = None
         try:
             if isinstance(app, str) or config.workers > 1:
                 self._master = Master(app, config, self.sockets, self.access_log,
                                       on_ready=self._log_listening)
             else:
-                self._core = make_core(make_app(app, config.factory), config, self.sockets,
-                                       self.access_log)
+                self._worker = Worker(app, config, self.sockets, self.access_log)
         except BaseException:
             self._close()
             raise
@@ -121,9 +121,9 @@ class Server:
             if self._master is not None:
                 self._master.run()
             else:
-                assert self._core is not None
+                assert self._worker is not None
                 self._log_listening()
-                self._core.run()
+                self._worker.run()
         finally:
             self._close()
 
@@ -132,10 +132,8 @@ class Server:
         ``graceful_timeout``), or at once.  Safe from another thread or a signal handler."""
         if self._master is not None:
             self._master.stop(graceful)
-        elif self._core is not None:
-            self._core.stop(graceful, self.config.graceful_timeout)
-            for sock in self.sockets:  # new connections are refused from now on
-                sock.close()
+        elif self._worker is not None:
+            self._worker.stop(graceful)
 
     def reopen_logs(self) -> None:
         """Open the access-log file again by name, after log rotation moved it (with a
@@ -201,19 +199,6 @@ def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def make_core(app: WSGIApplication, config: Config, sockets: Sequence[socket.socket],
-              access_log: Optional[AccessLogFunc], heartbeat: Any = None,
-              max_requests: Optional[int] = None) -> _core.Server:
-    """The C loop for one process, wired to this process's logging."""
-    return _core.Server(
-        app, [sock.fileno() for sock in sockets],
-        max_requests=config.max_requests if max_requests is None else max_requests,
-        errors=ErrorStream() if config.errors is None else config.errors,
-        log=core_log if config.log is None else config.log,
-        access_log=access_log, heartbeat=heartbeat,
-        **config.core_options())
 
 
 def bind_socket(address: BindAddress, backlog: int) -> socket.socket:

@@ -101,7 +101,7 @@ class Running:
         self.server = server
         self.port = free_port()
         argv = server.argv(workload.app, self.port, idle, workdir)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]),
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, server.root]),
                    BENCH_FILE=os.path.join(workdir, "data", "file"), PYTHONDONTWRITEBYTECODE="1")
         self.logpath = os.path.join(logdir, "%s.log" % tag)
         self.logfile = open(self.logpath, "ab")
@@ -263,12 +263,12 @@ def measure(running, workload, conns, duration, warmup, scriptdir):
 # ---------------------------------------------------------------------------------------------
 # Inventory: what is installed, in which version.
 
-def _import_check(modules):
+def _import_check(modules, root=ROOT):
     if not modules:
         return None
     code = "import " + ", ".join(modules)
     proc = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT])))
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, root])))
     if proc.returncode:
         return (proc.stderr.strip().splitlines() or ["import failed"])[-1]
     return None
@@ -305,11 +305,11 @@ def inventory():
             else:
                 versions["uwsgi"] = out
         else:
-            why = _import_check(server.modules)
+            why = _import_check(server.modules, server.root)
             if why:
                 why = failures.get(server.package.lower(), why)
-            elif server.name == "aiowsgi":
-                versions["aiowsgi"] = _aiowsgi_version()
+            elif server.name.startswith("aiowsgi"):
+                versions[server.name] = _aiowsgi_version(server.root)
             else:
                 versions[server.name] = importlib.metadata.version(server.package)
                 if server.name == "gunicorn-gevent":
@@ -327,10 +327,10 @@ def inventory():
     return versions, unavailable, tools
 
 
-def _aiowsgi_version():
+def _aiowsgi_version(root=ROOT):
     out = subprocess.run([sys.executable, "-c", "import aiowsgi; print(aiowsgi.__version__)"],
-                         cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    commit = _command_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+                         cwd=root, capture_output=True, text=True).stdout.strip()
+    commit = _command_output(["git", "-C", root, "rev-parse", "--short", "HEAD"])
     return "%s (git %s)" % (out, commit)
 
 

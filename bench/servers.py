@@ -119,8 +119,9 @@ def _nginx(app, port, idle, work):
 
 
 class Server:
-    def __init__(self, name, argv, package=None, modules=(), wsgi=True, apps=None):
+    def __init__(self, name, argv, package=None, modules=(), wsgi=True, apps=None, root=ROOT):
         self.name = name
+        self.root = root          # the checkout whose aiowsgi is imported (PYTHONPATH)
         self.argv = argv          # (app, port, idle, workdir) -> list
         self.package = package    # distribution name whose version is recorded
         self.modules = modules    # must import in the venv for the server to count as installed
@@ -144,5 +145,12 @@ SERVERS = [
     Server("nginx", _nginx, None, (), wsgi=False,
            apps=("hello", "13k", "1m", "file13m", "upload100m", "pipelined")),
 ]
+
+# BENCH_BASELINE=DIR adds "aiowsgi-base": the aiowsgi of another checkout (its extension built in
+# place with bench/.venv's python), run the same way, so that a change is measured side by side
+# with what it changes.
+if os.environ.get("BENCH_BASELINE"):
+    SERVERS.insert(1, Server("aiowsgi-base", _aiowsgi, "aiowsgi", ("aiowsgi._core",),
+                             root=os.path.abspath(os.environ["BENCH_BASELINE"])))
 
 BY_NAME = {s.name: s for s in SERVERS}

@@ -1,10 +1,11 @@
-/* environ.c: the PEP 3333 environ, built from the spans parser.c recorded.
+/* environ.c: the PEP 3333 environ.
  *
- * Owns: the per-listener template of constant entries (copied per request, which is cheaper
- * than setting them one by one), interned keys for common headers, PATH_INFO decoding,
- * joining repeated headers, X-Forwarded-* from trusted peers. Must not read sockets.
+ * Owns: the per-listener template of constant entries (copied per request: cheaper than
+ * setting them one by one), interned keys for common headers, PATH_INFO decoding, joining
+ * repeated headers, X-Forwarded-* from trusted peers, and the peer's address as Python
+ * objects. Must not read sockets nor touch the connection: aw_environ_src_t says it all.
  */
-#include "core.h"
+#include "environ.h"
 
 #include <strings.h>
 
@@ -27,44 +28,43 @@ static void header_key(const char *name, size_t n, char *out)
     }
 }
 
-int aw_state_init_headers(aw_state_t *st)
+int aw_environ_init_keys(aw_state_t *st)
 {
     char buf[64];
     for (int i = 0; i < AW_N_COMMON_HEADERS; i++) {
         size_t n = strlen(common_headers[i]);
         header_key(common_headers[i], n, buf);
-        st->header_keys[i] = PyUnicode_InternFromString((buf[5 + n] = 0, buf));
-        if (!st->header_keys[i])
+        buf[5 + n] = 0;
+        if (!(st->header_keys[i] = PyUnicode_InternFromString(buf)))
             return -1;
     }
     return 0;
 }
 
-PyObject *aw_environ_template(aw_server_t *s, aw_listener_t *l, PyObject *server_name,
-                              PyObject *server_port, PyObject *url_scheme)
+PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
+                              PyObject *url_scheme, PyObject *errors, int multiprocess,
+                              PyObject *input, PyObject *sentinel)
 {
-    aw_state_t *st = s->st;
-    (void)l;
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
     const struct {
         PyObject *key, *value;
     } items[] = {
-        {st->k_SCRIPT_NAME, st->v_empty},
-        {st->k_SERVER_NAME, server_name},
-        {st->k_SERVER_PORT, server_port},
-        {st->k_wsgi_version, st->v_wsgi_version},
-        {st->k_wsgi_url_scheme, url_scheme},
-        {st->k_wsgi_errors, s->errors},
-        {st->k_wsgi_multithread, Py_False},
-        {st->k_wsgi_multiprocess, s->multiprocess ? Py_True : Py_False},
-        {st->k_wsgi_run_once, Py_False},
-        {st->k_wsgi_file_wrapper, (PyObject *)st->filewrapper_type},
-        {st->k_wsgi_input_terminated, Py_True},
-        {st->k_wsgi_input, s->empty_input},
-        {s->stream_input ? st->k_aiowsgi_input_sentinel : NULL, s->sentinel},
-        {s->stream_input ? st->k_wsgi_input_sentinel : NULL, s->sentinel},
+        {.key = st->k_SCRIPT_NAME, .value = st->v_empty},
+        {.key = st->k_SERVER_NAME, .value = server_name},
+        {.key = st->k_SERVER_PORT, .value = server_port},
+        {.key = st->k_wsgi_version, .value = st->v_wsgi_version},
+        {.key = st->k_wsgi_url_scheme, .value = url_scheme},
+        {.key = st->k_wsgi_errors, .value = errors},
+        {.key = st->k_wsgi_multithread, .value = Py_False},
+        {.key = st->k_wsgi_multiprocess, .value = multiprocess ? Py_True : Py_False},
+        {.key = st->k_wsgi_run_once, .value = Py_False},
+        {.key = st->k_wsgi_file_wrapper, .value = (PyObject *)st->filewrapper_type},
+        {.key = st->k_wsgi_input_terminated, .value = Py_True},
+        {.key = st->k_wsgi_input, .value = input},
+        {.key = sentinel ? st->k_aiowsgi_input_sentinel : NULL, .value = sentinel},
+        {.key = sentinel ? st->k_wsgi_input_sentinel : NULL, .value = sentinel},
     };
     for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
         if (items[i].key && PyDict_SetItem(d, items[i].key, items[i].value) < 0) {
@@ -74,6 +74,46 @@ PyObject *aw_environ_template(aw_server_t *s, aw_listener_t *l, PyObject *server
     }
     return d;
 }
+
+/* ---- the peer ---------------------------------------------------------------------------- */
+
+void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa)
+{
+    *peer = (aw_peer_t){.family = sa->sa_family};
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, peer->ip, sizeof(peer->ip));
+        peer->port = ntohs(a->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, peer->ip, sizeof(peer->ip));
+        peer->port = ntohs(a->sin6_port);
+    }
+}
+
+void aw_peer_clear(aw_peer_t *peer)
+{
+    Py_CLEAR(peer->addr);
+    Py_CLEAR(peer->port_str);
+}
+
+/* REMOTE_ADDR and REMOTE_PORT ("" for a unix socket), made once per connection. */
+static int set_peer(aw_state_t *st, aw_peer_t *peer, PyObject *d)
+{
+    if (!peer->addr && !(peer->addr = PyUnicode_FromString(peer->ip)))
+        return -1;
+    if (!peer->port_str) {
+        peer->port_str = peer->family == AF_UNIX ? Py_NewRef(st->v_empty)
+                                                 : PyUnicode_FromFormat("%d", peer->port);
+        if (!peer->port_str)
+            return -1;
+    }
+    if (PyDict_SetItem(d, st->k_REMOTE_ADDR, peer->addr) < 0)
+        return -1;
+    return PyDict_SetItem(d, st->k_REMOTE_PORT, peer->port_str);
+}
+
+/* ---- the target -------------------------------------------------------------------------- */
 
 static int hexval(char ch)
 {
@@ -98,8 +138,8 @@ static PyObject *decode_path(const char *p, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (p[i] == '%' && i + 2 < n &&
-            (hi = hexval(p[i + 1])) >= 0 && (lo = hexval(p[i + 2])) >= 0) {
+        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
+            (lo = hexval(p[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
@@ -122,33 +162,41 @@ static int set_str(PyObject *d, PyObject *key, const char *p, size_t n)
     return r;
 }
 
-/* The request target: origin-form "/path?query", absolute-form "http://host/path?query",
- * asterisk-form "*". */
-static int set_target(aw_conn_t *c, PyObject *d, const char *u, size_t n)
+/* The common "/path": RAW_URI and PATH_INFO are the same string, QUERY_STRING is empty. */
+static int set_plain_path(aw_state_t *st, PyObject *d, const char *u, size_t n)
 {
-    aw_state_t *st = c->srv->st;
-    if (n > 0 && u[0] == '/' && !memchr(u, '%', n) && !memchr(u, '?', n) && !memchr(u, '#', n)) {
-        /* the common "/path": RAW_URI and PATH_INFO are the same string */
-        PyObject *path = PyUnicode_DecodeLatin1(u, (Py_ssize_t)n, NULL);
-        int r = path && PyDict_SetItem(d, st->k_RAW_URI, path) == 0 &&
-                        PyDict_SetItem(d, st->k_PATH_INFO, path) == 0 &&
-                        PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty) == 0
-                    ? 0
-                    : -1;
-        Py_XDECREF(path);
-        return r;
-    }
+    PyObject *path = PyUnicode_DecodeLatin1(u, (Py_ssize_t)n, NULL);
+    int r = path && PyDict_SetItem(d, st->k_RAW_URI, path) == 0 &&
+                    PyDict_SetItem(d, st->k_PATH_INFO, path) == 0 &&
+                    PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty) == 0
+                ? 0
+                : -1;
+    Py_XDECREF(path);
+    return r;
+}
+
+/* Where the path begins in an absolute-form target ("http://host/path?query"). */
+static const char *path_start(const char *u, const char *end)
+{
+    size_t n = (size_t)(end - u);
+    const char *colon = n > 0 && u[0] != '/' && u[0] != '*' ? memchr(u, ':', n) : NULL;
+    if (!colon || end - colon <= 2 || colon[1] != '/' || colon[2] != '/')
+        return u;
+    const char *auth = colon + 3;
+    const char *slash = memchr(auth, '/', (size_t)(end - auth));
+    const char *q = memchr(auth, '?', (size_t)(end - auth));
+    return slash && (!q || slash < q) ? slash : (q ? q : end);
+}
+
+/* RAW_URI, PATH_INFO and QUERY_STRING from the request target: origin-form "/path?query",
+ * absolute-form "http://host/path?query", asterisk-form "*". */
+static int set_target(aw_state_t *st, PyObject *d, const char *u, size_t n)
+{
+    if (n > 0 && u[0] == '/' && !memchr(u, '%', n) && !memchr(u, '?', n) && !memchr(u, '#', n))
+        return set_plain_path(st, d, u, n);
     if (set_str(d, st->k_RAW_URI, u, n) < 0)
         return -1;
-    const char *path = u, *end = u + n;
-    if (n > 0 && u[0] != '/' && u[0] != '*') {
-        const char *scheme_end = memchr(u, ':', n);
-        if (scheme_end && end - scheme_end > 2 && scheme_end[1] == '/' && scheme_end[2] == '/') {
-            const char *slash = memchr(scheme_end + 3, '/', (size_t)(end - scheme_end - 3));
-            const char *q = memchr(scheme_end + 3, '?', (size_t)(end - scheme_end - 3));
-            path = slash && (!q || slash < q) ? slash : (q ? q : end);
-        }
-    }
+    const char *end = u + n, *path = path_start(u, end);
     const char *q = memchr(path, '?', (size_t)(end - path));
     const char *frag = memchr(path, '#', (size_t)(end - path));
     const char *path_end = q ? q : (frag ? frag : end);
@@ -158,20 +206,25 @@ static int set_target(aw_conn_t *c, PyObject *d, const char *u, size_t n)
         return -1;
     }
     Py_DECREF(pi);
-    if (q) {
-        const char *qend = frag && frag > q ? frag : end;
-        return set_str(d, st->k_QUERY_STRING, q + 1, (size_t)(qend - q - 1));
-    }
-    return PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty);
+    if (!q)
+        return PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty);
+    const char *qend = frag && frag > q ? frag : end;
+    return set_str(d, st->k_QUERY_STRING, q + 1, (size_t)(qend - q - 1));
 }
 
-static PyObject *key_for(aw_state_t *st, const char *name, size_t n, int *owned)
+/* ---- headers ----------------------------------------------------------------------------- */
+
+/* The environ key of a header (a new reference). */
+static PyObject *key_for(aw_state_t *st, const char *name, size_t n)
 {
-    *owned = 0;
+    if (n == 12 && strncasecmp(name, "content-type", 12) == 0)
+        return Py_NewRef(st->k_CONTENT_TYPE);
+    if (n == 14 && strncasecmp(name, "content-length", 14) == 0)
+        return Py_NewRef(st->k_CONTENT_LENGTH);
     for (int i = 0; i < AW_N_COMMON_HEADERS; i++) {
         const char *h = common_headers[i];
         if (h[0] == (name[0] | 0x20) && strlen(h) == n && strncasecmp(h, name, n) == 0)
-            return st->header_keys[i];
+            return Py_NewRef(st->header_keys[i]);
     }
     char stackbuf[256];
     char *buf = n + 5 <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(n + 5);
@@ -181,7 +234,6 @@ static PyObject *key_for(aw_state_t *st, const char *name, size_t n, int *owned)
     PyObject *k = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)(n + 5));
     if (buf != stackbuf)
         PyMem_Free(buf);
-    *owned = 1;
     return k;
 }
 
@@ -206,11 +258,35 @@ static int set_header(PyObject *d, PyObject *key, const char *v, size_t n)
     return r;
 }
 
+/* Every field as HTTP_* (CONTENT_TYPE, CONTENT_LENGTH). Sets *forwarded when X-Forwarded-For
+ * or -Proto came. */
+static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, const char *base,
+                       int *forwarded)
+{
+    for (int i = 0; i < req->nfields; i++) {
+        const aw_field_t *f = &req->fields[i];
+        const char *name = base + f->name.off, *v = base + f->value.off;
+        size_t nlen = f->name.len, vlen = f->value.len;
+        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--; /* RFC 9112 5: trailing whitespace is not part of the value */
+        if (nlen == 0 || memchr(name, '_', nlen))
+            continue; /* "X_Forwarded_For" must not pose as X-Forwarded-For */
+        PyObject *key = key_for(st, name, nlen);
+        if (!key)
+            return -1;
+        *forwarded |= key == st->k_HTTP_X_FORWARDED_FOR || key == st->k_HTTP_X_FORWARDED_PROTO;
+        int r = set_header(d, key, v, vlen);
+        Py_DECREF(key);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* X-Forwarded-For / -Proto, applied only when the peer is a trusted proxy: the address the
  * nearest proxy saw is the last element of the list. */
-static int apply_forwarded(aw_conn_t *c, PyObject *d)
+static int apply_forwarded(aw_state_t *st, PyObject *d)
 {
-    aw_state_t *st = c->srv->st;
     PyObject *xff = PyDict_GetItemWithError(d, st->k_HTTP_X_FORWARDED_FOR); // borrowed
     if (xff) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(xff);
@@ -239,66 +315,64 @@ static int apply_forwarded(aw_conn_t *c, PyObject *d)
     return PyErr_Occurred() ? -1 : 0;
 }
 
-PyObject *aw_environ_build(aw_conn_t *c)
+static PyObject *method_name(aw_state_t *st, const aw_request_t *req)
 {
-    aw_state_t *st = c->srv->st;
-    llhttp_t *p = &c->parser;
-    const char *base = c->rbuf + c->head_start;
-    int forwarded = 0;
-    PyObject *d = PyDict_Copy(c->lst->environ_tpl);
-    if (!d)
-        return NULL;
-    PyObject *method = st->methods[p->method & 63];
-    if (!method) {
+    PyObject *m = req->method >= 0 && req->method < AW_N_METHODS ? st->methods[req->method]
+                                                                  : NULL;
+    if (!m)
         PyErr_SetString(PyExc_ValueError, "unknown method");
+    return m; // borrowed
+}
+
+/* The environ of a complete head. Returns a new dict, or NULL with an exception set. */
+PyObject *aw_environ_build(const aw_environ_src_t *src)
+{
+    aw_state_t *st = src->st;
+    const aw_request_t *req = src->req;
+    int forwarded = 0;
+    PyObject *d = PyDict_Copy(src->tpl);
+    PyObject *method = method_name(st, req); // borrowed
+    if (!d || !method)
         goto error;
-    }
     if (PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0 ||
-        PyDict_SetItem(d, st->k_SERVER_PROTOCOL, p->http_minor ? st->v_http11 : st->v_http10) <
+        PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11 : st->v_http10) <
             0 ||
-        PyDict_SetItem(d, st->k_REMOTE_ADDR, c->remote_addr) < 0 ||
-        PyDict_SetItem(d, st->k_REMOTE_PORT, c->remote_port) < 0)
+        set_peer(st, src->peer, d) < 0 ||
+        set_target(st, d, src->base + req->target.off, req->target.len) < 0 ||
+        set_headers(st, d, req, src->base, &forwarded) < 0)
         goto error;
-    if (set_target(c, d, base + c->url.off, c->url.len) < 0)
+    /* a unix-socket peer is a local process the socket file's permissions let in (a reverse
+     * proxy on the same host): trusted, as gunicorn does */
+    if (forwarded && (src->unix_listener || aw_trust_has(src->trust, src->peer->ip)) &&
+        apply_forwarded(st, d) < 0)
         goto error;
-    for (int i = 0; i < c->nhdrs; i++) {
-        aw_header_t *h = &c->hdrs[i];
-        const char *name = base + h->name.off;
-        size_t nlen = h->name.len;
-        const char *v = base + h->value.off;
-        size_t vlen = h->value.len;
-        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-            vlen--; /* RFC 9112 5: trailing whitespace is not part of the value */
-        if (nlen == 0 || memchr(name, '_', nlen))
-            continue; /* "X_Forwarded_For" must not pose as X-Forwarded-For */
-        PyObject *key;
-        int owned = 0;
-        if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0)
-            key = st->k_CONTENT_TYPE;
-        else if (nlen == 14 && strncasecmp(name, "content-length", 14) == 0)
-            key = st->k_CONTENT_LENGTH;
-        else if (!(key = key_for(st, name, nlen, &owned)))
-            goto error;
-        if (key == st->k_HTTP_X_FORWARDED_FOR || key == st->k_HTTP_X_FORWARDED_PROTO)
-            forwarded = 1;
-        int r = set_header(d, key, v, vlen);
-        if (owned)
-            Py_DECREF(key);
-        if (r < 0)
-            goto error;
-    }
-    if (forwarded) {
-        /* a unix-socket peer is a local process the socket file's permissions let in (a
-         * reverse proxy on the same host): trusted, as gunicorn does */
-        const char *ip = PyUnicode_AsUTF8(c->remote_addr);
-        if (!ip)
-            goto error;
-        if ((c->lst->family == AF_UNIX || aw_server_trusts(c->srv, ip)) &&
-            apply_forwarded(c, d) < 0)
+    return d;
+error:
+    Py_XDECREF(d);
+    return NULL;
+}
+
+/* For an answer the server gives itself (the access log's environ): the peer, and what the
+ * head said when it was complete (src->req not NULL). */
+PyObject *aw_environ_minimal(const aw_environ_src_t *src)
+{
+    aw_state_t *st = src->st;
+    const aw_request_t *req = src->req;
+    PyObject *d = PyDict_New();
+    if (!d || set_peer(st, src->peer, d) < 0)
+        goto error;
+    if (req) {
+        PyObject *method = req->method >= 0 && req->method < AW_N_METHODS
+                               ? st->methods[req->method]
+                               : NULL; // borrowed
+        if ((method && PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0) ||
+            set_str(d, st->k_RAW_URI, src->base + req->target.off, req->target.len) < 0 ||
+            PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11
+                                                                     : st->v_http10) < 0)
             goto error;
     }
     return d;
 error:
-    Py_DECREF(d);
+    Py_XDECREF(d);
     return NULL;
 }

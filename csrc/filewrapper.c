@@ -4,7 +4,7 @@
  * tells wsgi.c it may send the file with sendfile(2) instead (a regular file with a
  * fileno()). close() closes the file object. Must not do socket I/O.
  */
-#include "core.h"
+#include "filewrapper.h"
 
 #include <structmember.h>
 #include <sys/stat.h>
@@ -94,7 +94,7 @@ int aw_filewrapper_sendfile_fd(PyObject *wrapper, aw_state_t *st, long long *off
         return 0;
     /* Start from the file object's position: the app may have seeked (PEP 3333). A buffered
      * reader's tell() accounts for what it has read ahead. */
-    PyObject *pos = PyObject_CallMethod(fw->filelike, "tell", NULL);
+    PyObject *pos = PyObject_CallMethodNoArgs(fw->filelike, st->s_tell);
     long long off = pos ? PyLong_AsLongLong(pos) : -1;
     Py_XDECREF(pos);
     if (off < 0) {

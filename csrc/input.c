@@ -1,12 +1,13 @@
 /* input.c: request bodies and wsgi.input.
  *
- * Owns: buffered body storage (a preallocated bytes object for Content-Length bodies, a
- * growing buffer for chunked ones, an unlinked temporary file above the spool threshold),
- * and the Input type in its two modes: a complete body in memory, or a streamed body that
- * hands out what has arrived and the would-block sentinel when nothing has (SPEC 5).
- * Must not block: a streamed read with nothing buffered raises BlockingIOError.
+ * Owns: the body's storage in both modes (aw_body_t), the Input type (a complete body in
+ * memory, or a streamed body that hands out what has arrived and the would-block sentinel),
+ * and closing a spooled body's file when its request ends. Must not block (a streamed read
+ * with nothing buffered raises BlockingIOError) nor write to the socket: a read tells the
+ * connection (aw_conn_input_read), which answers Expect: 100-continue and reads again.
  */
-#include "core.h"
+#include "input.h"
+#include "conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,13 +17,37 @@
 typedef struct {
     PyObject_HEAD
     aw_state_t *st;
-    PyObject *buf;     /* memory mode: the whole body */
+    PyObject *buf;            /* memory mode: the whole body */
     Py_ssize_t pos;
-    aw_conn_t *conn;   /* streaming mode: the connection, NULL once it is gone */
+    aw_conn_t *conn;          /* streaming mode: the connection, NULL once it is gone */
+    aw_body_t *body;          /* ... and its body (inside it) */
     int streaming;
-    int gone_reason;   /* streaming, conn gone: 1 disconnected, 2 too large */
+    aw_body_error_t gone;     /* streaming, connection gone: how the body ended */
     PyObject *sentinel;
 } aw_input_t;
+
+static PyObject *input_new(aw_state_t *st, PyObject *bytes, aw_conn_t *c, aw_body_t *b,
+                           PyObject *sentinel)
+{
+    aw_input_t *in = PyObject_GC_New(aw_input_t, st->input_type);
+    if (!in)
+        return NULL;
+    in->st = st;
+    in->buf = bytes ? Py_NewRef(bytes) : NULL;
+    in->pos = 0;
+    in->conn = c;
+    in->body = b;
+    in->streaming = c != NULL;
+    in->gone = AW_BODY_OK;
+    in->sentinel = sentinel ? Py_NewRef(sentinel) : NULL;
+    PyObject_GC_Track(in);
+    return (PyObject *)in;
+}
+
+PyObject *aw_input_new_bytes(aw_state_t *st, PyObject *bytes)
+{
+    return input_new(st, bytes, NULL, NULL, NULL);
+}
 
 /* ---- buffered bodies --------------------------------------------------------------------- */
 
@@ -59,296 +84,284 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-/* Store body bytes of a buffered request. Returns 0, or -1 with c->parse_error_status set. */
-int aw_body_append(aw_conn_t *c, const char *data, size_t len)
+static int mem_append(aw_body_t *b, const char *data, size_t len)
 {
-    aw_server_t *s = c->srv;
-    if (c->body_len + len > s->max_body_size) {
-        c->parse_error_status = 413;
-        return -1;
+    if (b->mem_len + len > b->mem_cap) {
+        size_t cap = b->mem_cap ? b->mem_cap : 4096;
+        while (cap < b->mem_len + len)
+            cap *= 2;
+        char *nb = realloc(b->mem, cap);
+        if (!nb)
+            return -ENOMEM;
+        b->mem = nb;
+        b->mem_cap = cap;
     }
-    if (c->body_bytes) {
-        memcpy(PyBytes_AS_STRING(c->body_bytes) + c->body_len, data, len);
-    } else if (c->spool_fd >= 0) {
-        if (write_all(c->spool_fd, data, len) < 0)
-            goto io_error;
-    } else if (c->cbody_len + len > s->spool_threshold) {
-        if ((c->spool_fd = make_spool()) < 0 ||
-            write_all(c->spool_fd, c->cbody, c->cbody_len) < 0 ||
-            write_all(c->spool_fd, data, len) < 0)
-            goto io_error;
-        free(c->cbody);
-        c->cbody = NULL;
-        c->cbody_len = c->cbody_cap = 0;
-    } else {
-        if (c->cbody_len + len > c->cbody_cap) {
-            size_t cap = c->cbody_cap ? c->cbody_cap : 4096;
-            while (cap < c->cbody_len + len)
-                cap *= 2;
-            char *nb = realloc(c->cbody, cap);
-            if (!nb) {
-                c->parse_error_status = 500;
-                return -1;
-            }
-            c->cbody = nb;
-            c->cbody_cap = cap;
-        }
-        memcpy(c->cbody + c->cbody_len, data, len);
-        c->cbody_len += len;
-    }
-    c->body_len += len;
+    memcpy(b->mem + b->mem_len, data, len);
+    b->mem_len += len;
     return 0;
-io_error:
-    aw_log_message(s, 40, "cannot spool a request body to a temporary file: %s",
-                   strerror(errno));
-    c->parse_error_status = 500;
-    return -1;
 }
 
-/* Head complete, buffered mode: prepare storage for a body of known length. */
-static int body_prepare(aw_conn_t *c, unsigned long long length)
+/* A chunked body grew past the spool threshold: move it to a temporary file. */
+static int spool_mem(aw_body_t *b)
 {
-    if (length > c->srv->spool_threshold) {
-        c->spool_fd = make_spool();
-        if (c->spool_fd < 0) {
+    if ((b->spool_fd = make_spool()) < 0)
+        return -errno;
+    int r = write_all(b->spool_fd, b->mem, b->mem_len);
+    free(b->mem);
+    b->mem = NULL;
+    b->mem_len = b->mem_cap = 0;
+    return r;
+}
+
+static int buffered_store(aw_body_t *b, const char *data, size_t len)
+{
+    if (b->bytes) {
+        memcpy(PyBytes_AS_STRING(b->bytes) + b->received, data, len);
+        return 0;
+    }
+    if (b->spool_fd < 0 && b->mem_len + len > b->spool_threshold && spool_mem(b) < 0)
+        return -errno;
+    if (b->spool_fd >= 0)
+        return write_all(b->spool_fd, data, len);
+    return mem_append(b, data, len);
+}
+
+static int stream_store(aw_body_t *b, const char *data, size_t len)
+{
+    if (!b->chunks && !(b->chunks = PyList_New(0)))
+        goto error;
+    PyObject *chunk = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+    if (!chunk)
+        goto error;
+    int r = PyList_Append(b->chunks, chunk);
+    Py_DECREF(chunk);
+    if (r < 0)
+        goto error;
+    b->buffered += len;
+    return 0;
+error:
+    PyErr_Clear();
+    return -ENOMEM;
+}
+
+/* The parser's body callback (parser.c checks max_body_size first). Returns 0, or 500: then,
+ * for a buffered body, with an exception set that the 500 answer reports. */
+int aw_body_store(void *body, const char *data, size_t len)
+{
+    aw_body_t *b = body;
+    int r = b->streaming ? stream_store(b, data, len) : buffered_store(b, data, len);
+    if (r < 0) {
+        errno = -r;
+        if (!b->streaming)
+            PyErr_SetFromErrno(PyExc_OSError);
+        return 500;
+    }
+    b->received += len;
+    return 0;
+}
+
+/* The head is complete: prepare for the body. Streaming: wsgi.input in environ is the stream.
+ * Returns 0, or -1 with an exception set. */
+int aw_body_begin(aw_body_t *b, const aw_request_t *r, PyObject *environ, int streaming,
+                  PyObject *sentinel, aw_conn_t *conn)
+{
+    b->streaming = streaming;
+    b->ended = !r->has_body;
+    if (streaming) {
+        if (!r->has_body)
+            return 0; /* the template's empty input stays */
+        b->input = input_new(b->st, NULL, conn, b, sentinel);
+        return b->input ? PyDict_SetItem(environ, b->st->k_wsgi_input, b->input) : -1;
+    }
+    if (r->chunked || r->content_length == 0)
+        return 0;
+    if (r->content_length > b->spool_threshold) {
+        if ((b->spool_fd = make_spool()) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
         return 0;
     }
-    c->body_bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
-    return c->body_bytes ? 0 : -1;
+    b->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)r->content_length);
+    return b->bytes ? 0 : -1;
 }
 
-/* Body complete: make wsgi.input and put it (and CONTENT_LENGTH for chunked) in environ. */
-int aw_body_finish(aw_conn_t *c)
+static PyObject *spooled_file(aw_body_t *b)
 {
-    aw_state_t *st = c->srv->st;
+    if (lseek(b->spool_fd, 0, SEEK_SET) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *f = PyObject_CallFunction(b->st->io_open, "isi", b->spool_fd, "rb", -1);
+    if (f)
+        b->spool_fd = -1; /* the file object owns it now */
+    return f;
+}
+
+/* The whole body is in. Buffered: wsgi.input (and CONTENT_LENGTH, for a chunked body) go
+ * into environ. Returns 0, or -1 with an exception set. */
+int aw_body_finish(aw_body_t *b, const aw_request_t *r, PyObject *environ)
+{
+    b->ended = 1;
+    if (b->streaming)
+        return 0;
+    aw_state_t *st = b->st;
     PyObject *input = NULL;
-    if (c->spool_fd >= 0) {
-        if (lseek(c->spool_fd, 0, SEEK_SET) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        input = PyObject_CallFunction(st->io_open, "isi", c->spool_fd, "rb", -1);
-        if (!input)
-            return -1;
-        c->spool_fd = -1; /* the file object owns it now */
-    } else if (c->body_bytes) {
-        input = aw_input_new_bytes(st, c->body_bytes);
-        Py_CLEAR(c->body_bytes);
-    } else if (c->cbody_len) {
-        PyObject *b = PyBytes_FromStringAndSize(c->cbody, (Py_ssize_t)c->cbody_len);
-        input = b ? aw_input_new_bytes(st, b) : NULL;
-        Py_XDECREF(b);
-        free(c->cbody);
-        c->cbody = NULL;
-        c->cbody_len = c->cbody_cap = 0;
+    if (b->spool_fd >= 0) {
+        input = spooled_file(b);
+    } else if (b->bytes) {
+        input = aw_input_new_bytes(st, b->bytes);
+        Py_CLEAR(b->bytes);
+    } else if (b->mem_len) {
+        PyObject *bytes = PyBytes_FromStringAndSize(b->mem, (Py_ssize_t)b->mem_len);
+        input = bytes ? aw_input_new_bytes(st, bytes) : NULL;
+        Py_XDECREF(bytes);
+        free(b->mem);
+        b->mem = NULL;
+        b->mem_len = b->mem_cap = 0;
+    } else if (!r->chunked) {
+        return 0; /* no body: the template's empty input stays */
     }
-    /* with no body, the environ template already holds the shared empty input */
     if (input) {
-        Py_XSETREF(c->input, input);
-        if (PyDict_SetItem(c->environ, st->k_wsgi_input, input) < 0)
+        b->input = input;
+        if (PyDict_SetItem(environ, st->k_wsgi_input, input) < 0)
             return -1;
     } else if (PyErr_Occurred()) {
         return -1;
     }
-    if (c->chunked_in) {
-        PyObject *cl = PyUnicode_FromFormat("%llu", c->body_len);
-        int r = cl ? PyDict_SetItem(c->environ, st->k_CONTENT_LENGTH, cl) : -1;
-        Py_XDECREF(cl);
-        if (r < 0)
-            return -1;
-    }
-    return 0;
-}
-
-void aw_body_clear(aw_conn_t *c)
-{
-    Py_CLEAR(c->body_bytes);
-    free(c->cbody);
-    c->cbody = NULL;
-    c->cbody_len = c->cbody_cap = 0;
-    if (c->spool_fd >= 0) {
-        close(c->spool_fd);
-        c->spool_fd = -1;
-    }
-    c->body_len = 0;
-    Py_CLEAR(c->stream_chunks);
-    c->stream_head = 0;
-    c->stream_off = 0;
-    c->stream_bytes = 0;
-}
-
-int aw_body_begin(aw_conn_t *c)
-{
-    if (c->streaming)
+    if (!r->chunked)
         return 0;
-    if (!c->chunked_in && c->parser.content_length > 0)
-        return body_prepare(c, c->parser.content_length);
-    return 0;
+    PyObject *cl = PyUnicode_FromFormat("%llu", b->received);
+    int rc = cl ? PyDict_SetItem(environ, st->k_CONTENT_LENGTH, cl) : -1;
+    Py_XDECREF(cl);
+    return rc;
 }
 
-/* ---- streamed bodies --------------------------------------------------------------------- */
-
-int aw_stream_feed(aw_conn_t *c, const char *data, size_t len)
+/* Streaming: the body ended (its last byte was stored). */
+void aw_body_end(aw_body_t *b)
 {
-    if (c->body_len + len > c->srv->max_body_size) {
-        c->parse_error_status = 413;
-        return -1;
+    b->ended = 1;
+}
+
+/* Streaming: the body cannot be completed. */
+void aw_body_fail(aw_body_t *b, aw_body_error_t error)
+{
+    if (!b->ended && !b->error)
+        b->error = error;
+}
+
+int aw_body_streaming(const aw_body_t *b)
+{
+    return b->streaming;
+}
+
+/* Every byte of the body has been read from the client. */
+int aw_body_complete(const aw_body_t *b)
+{
+    return b->ended;
+}
+
+aw_body_error_t aw_body_error(const aw_body_t *b)
+{
+    return b->error;
+}
+
+/* Streaming, and room to read ahead of the app. */
+int aw_body_wants_more(const aw_body_t *b)
+{
+    return b->streaming && !b->ended && !b->error && b->buffered < AW_STREAM_HIGH;
+}
+
+/* Streaming: an app waiting on the sentinel can make progress. */
+int aw_body_ready(const aw_body_t *b)
+{
+    return b->buffered > 0 || b->ended || b->error;
+}
+
+/* The request is over: detach a streamed input from the connection, close a spooled body's
+ * file (the server's, even if the app kept a reference), free the storage. */
+void aw_body_reset(aw_body_t *b)
+{
+    PyObject *input = b->input;
+    b->input = NULL;
+    if (input && Py_IS_TYPE(input, b->st->input_type)) {
+        aw_input_t *in = (aw_input_t *)input;
+        if (in->conn) {
+            in->gone = b->error ? b->error : (b->ended ? AW_BODY_OK : AW_BODY_GONE);
+            in->conn = NULL;
+            in->body = NULL;
+        }
+    } else if (input) {
+        PyObject *r = PyObject_CallMethodNoArgs(input, b->st->s_close);
+        if (!r)
+            PyErr_Clear();
+        Py_XDECREF(r);
     }
-    if (!c->stream_chunks && !(c->stream_chunks = PyList_New(0)))
-        goto error;
-    PyObject *b = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
-    if (!b)
-        goto error;
-    int r = PyList_Append(c->stream_chunks, b);
-    Py_DECREF(b);
-    if (r < 0)
-        goto error;
-    c->stream_bytes += len;
-    c->body_len += len;
-    return 0;
-error:
-    PyErr_Clear();
-    c->parse_error_status = 500;
-    return -1;
+    Py_XDECREF(input);
+    Py_CLEAR(b->bytes);
+    free(b->mem);
+    if (b->spool_fd >= 0)
+        close(b->spool_fd);
+    Py_CLEAR(b->chunks);
+    aw_state_t *st = b->st;
+    size_t threshold = b->spool_threshold;
+    aw_body_init(b, st, threshold);
 }
 
-/* ---- the Input type ---------------------------------------------------------------------- */
-
-PyObject *aw_input_new_bytes(aw_state_t *st, PyObject *bytes)
+void aw_body_init(aw_body_t *b, aw_state_t *st, size_t spool_threshold)
 {
-    aw_input_t *in = PyObject_GC_New(aw_input_t, st->input_type);
-    if (!in)
-        return NULL;
-    in->st = st;
-    in->buf = Py_NewRef(bytes);
-    in->pos = 0;
-    in->conn = NULL;
-    in->streaming = 0;
-    in->gone_reason = 0;
-    in->sentinel = NULL;
-    PyObject_GC_Track(in);
-    return (PyObject *)in;
+    *b = (aw_body_t){.st = st, .spool_fd = -1, .spool_threshold = spool_threshold};
 }
 
-PyObject *aw_input_new_stream(aw_state_t *st, aw_conn_t *c)
-{
-    aw_input_t *in = PyObject_GC_New(aw_input_t, st->input_type);
-    if (!in)
-        return NULL;
-    in->st = st;
-    in->buf = NULL;
-    in->pos = 0;
-    in->conn = c;
-    in->streaming = 1;
-    in->gone_reason = 0;
-    in->sentinel = Py_NewRef(c->srv->sentinel);
-    PyObject_GC_Track(in);
-    return (PyObject *)in;
-}
+/* ---- reading a streamed body ------------------------------------------------------------- */
 
-/* The connection is going away: the input must not touch it any more. */
-void aw_input_detach(aw_state_t *st, PyObject *obj)
-{
-    /* a spooled body is a plain file object: nothing of ours to detach */
-    if (!obj || !Py_IS_TYPE(obj, st->input_type))
-        return;
-    aw_input_t *in = (aw_input_t *)obj;
-    if (!in->streaming || !in->conn)
-        return;
-    aw_conn_t *c = in->conn;
-    in->gone_reason = c->input_error ? c->input_error : (c->input_eof ? 0 : 1);
-    in->conn = NULL;
-}
-
-/* Streaming: raise the error the body ended with, if any. Returns -1 with it set. */
+/* Raise the error the body ended with, if any. Returns -1 with it set, or 0. */
 static int stream_error(aw_input_t *in)
 {
-    aw_conn_t *c = in->conn;
-    int reason = c ? (c->input_error ? c->input_error : 0) : in->gone_reason;
-    if (reason == 2)
+    aw_body_error_t reason = in->body ? in->body->error : in->gone;
+    if (reason == AW_BODY_TOO_LARGE)
         PyErr_SetString(in->st->RequestTooLarge, "request body exceeds max_body_size");
-    else if (reason == 3)
+    else if (reason == AW_BODY_MALFORMED)
         PyErr_SetString(in->st->ClientDisconnected, "malformed request body");
-    else if (reason == 1)
+    else if (reason == AW_BODY_GONE)
         PyErr_SetString(in->st->ClientDisconnected, "client disconnected mid-body");
     else
         return 0;
     return -1;
 }
 
-/* The app reads for the first time: answer Expect: 100-continue now (SPEC 5). */
-static void stream_touch(aw_conn_t *c)
+/* Up to want bytes of the unconsumed chunks (up to a newline when line), joined. */
+static PyObject *take_chunks(aw_body_t *b, size_t want, int line)
 {
-    if (c->expect_continue && !c->continue_sent) {
-        c->continue_sent = 1;
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        aw_out_copy(c, cont, sizeof(cont) - 1);
-        aw_out_flush(c);
-    }
-}
-
-/* Take up to n bytes (n < 0: all buffered), up to and including a newline if line. */
-static PyObject *stream_take(aw_input_t *in, Py_ssize_t n, int line)
-{
-    aw_conn_t *c = in->conn;
-    PyObject *parts = NULL, *result = NULL;
-    if (!c) {
-        if (stream_error(in) < 0)
-            return NULL;
-        return PyBytes_FromStringAndSize(NULL, 0);
-    }
-    stream_touch(c);
-    if (c->stream_bytes == 0) {
-        if (stream_error(in) < 0)
-            return NULL;
-        if (c->input_eof)
-            return PyBytes_FromStringAndSize(NULL, 0);
-        PyErr_SetString(PyExc_BlockingIOError, "no request body data is buffered yet");
-        return NULL;
-    }
-    if (!(parts = PyList_New(0)))
-        return NULL;
-    size_t want = n < 0 ? c->stream_bytes : (size_t)n;
+    PyObject *parts = PyList_New(0), *result = NULL;
     size_t got = 0;
     int done = 0;
-    while (got < want && !done && c->stream_head < PyList_GET_SIZE(c->stream_chunks)) {
-        PyObject *chunk = PyList_GET_ITEM(c->stream_chunks, c->stream_head); // borrowed
-        const char *p = PyBytes_AS_STRING(chunk) + c->stream_off;
-        size_t avail = (size_t)PyBytes_GET_SIZE(chunk) - c->stream_off;
+    while (parts && got < want && !done && b->chunk_head < PyList_GET_SIZE(b->chunks)) {
+        PyObject *chunk = PyList_GET_ITEM(b->chunks, b->chunk_head); // borrowed
+        const char *p = PyBytes_AS_STRING(chunk) + b->chunk_off;
+        size_t avail = (size_t)PyBytes_GET_SIZE(chunk) - b->chunk_off;
         size_t take = avail < want - got ? avail : want - got;
-        if (line) {
-            const char *nl = memchr(p, '\n', take);
-            if (nl) {
-                take = (size_t)(nl - p) + 1;
-                done = 1;
-            }
-        }
-        PyObject *piece = PyBytes_FromStringAndSize(p, (Py_ssize_t)take);
-        if (!piece || PyList_Append(parts, piece) < 0) {
-            Py_XDECREF(piece);
-            goto error;
-        }
-        Py_DECREF(piece);
+        const char *nl = line ? memchr(p, '\n', take) : NULL;
+        if (nl)
+            take = (size_t)(nl - p) + 1, done = 1;
+        PyObject *piece = take == (size_t)PyBytes_GET_SIZE(chunk)
+                              ? Py_NewRef(chunk)
+                              : PyBytes_FromStringAndSize(p, (Py_ssize_t)take);
+        if (!piece || PyList_Append(parts, piece) < 0)
+            Py_CLEAR(parts);
+        Py_XDECREF(piece);
         got += take;
-        c->stream_off += take;
-        c->stream_bytes -= take;
-        if (c->stream_off == (size_t)PyBytes_GET_SIZE(chunk)) {
-            c->stream_head++;
-            c->stream_off = 0;
-        }
+        b->chunk_off += take;
+        b->buffered -= take;
+        if (b->chunk_off == (size_t)PyBytes_GET_SIZE(chunk))
+            b->chunk_head++, b->chunk_off = 0;
     }
-    if (c->stream_head == PyList_GET_SIZE(c->stream_chunks)) {
-        if (PyList_SetSlice(c->stream_chunks, 0, c->stream_head, NULL) < 0)
-            goto error;
-        c->stream_head = 0;
+    if (parts && b->chunk_head == PyList_GET_SIZE(b->chunks)) {
+        if (PyList_SetSlice(b->chunks, 0, b->chunk_head, NULL) < 0)
+            Py_CLEAR(parts);
+        b->chunk_head = 0;
     }
-    aw_conn_update(c); /* consumption may let the connection read again */
-    if (PyList_GET_SIZE(parts) == 1) {
+    if (parts && PyList_GET_SIZE(parts) == 1)
         result = Py_NewRef(PyList_GET_ITEM(parts, 0));
-    } else if ((result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)got))) {
+    else if (parts && (result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)got))) {
         char *out = PyBytes_AS_STRING(result);
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(parts); i++) {
             PyObject *piece = PyList_GET_ITEM(parts, i); // borrowed
@@ -356,9 +369,31 @@ static PyObject *stream_take(aw_input_t *in, Py_ssize_t n, int line)
             out += PyBytes_GET_SIZE(piece);
         }
     }
-error:
     Py_XDECREF(parts);
     return result;
+}
+
+/* Take up to n bytes (n < 0: all buffered), up to and including a newline if line. */
+static PyObject *stream_take(aw_input_t *in, Py_ssize_t n, int line)
+{
+    aw_body_t *b = in->body;
+    if (!b) {
+        if (stream_error(in) < 0)
+            return NULL;
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    aw_conn_input_read(in->conn); /* the first read answers Expect: 100-continue */
+    if (b->buffered == 0) {
+        if (stream_error(in) < 0)
+            return NULL;
+        if (b->ended)
+            return PyBytes_FromStringAndSize(NULL, 0);
+        PyErr_SetString(PyExc_BlockingIOError, "no request body data is buffered yet");
+        return NULL;
+    }
+    PyObject *r = take_chunks(b, n < 0 ? b->buffered : (size_t)n, line);
+    aw_conn_input_read(in->conn); /* consumption may let the connection read again */
+    return r;
 }
 
 static PyObject *mem_take(aw_input_t *in, Py_ssize_t n, int line)
@@ -368,16 +403,21 @@ static PyObject *mem_take(aw_input_t *in, Py_ssize_t n, int line)
     if (n < 0 || n > avail)
         n = avail;
     const char *p = PyBytes_AS_STRING(in->buf) + in->pos;
-    if (line) {
-        const char *nl = memchr(p, '\n', (size_t)n);
-        if (nl)
-            n = nl - p + 1;
-    }
+    const char *nl = line ? memchr(p, '\n', (size_t)n) : NULL;
+    if (nl)
+        n = nl - p + 1;
     if (in->pos == 0 && n == size)
         return (in->pos = size, Py_NewRef(in->buf));
     in->pos += n;
     return PyBytes_FromStringAndSize(p, n);
 }
+
+static PyObject *take(aw_input_t *in, Py_ssize_t n, int line)
+{
+    return in->streaming ? stream_take(in, n, line) : mem_take(in, n, line);
+}
+
+/* ---- the Input type ---------------------------------------------------------------------- */
 
 static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *n)
 {
@@ -397,17 +437,13 @@ static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *n)
 static PyObject *Input_read(aw_input_t *in, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t n;
-    if (size_arg(args, nargs, &n) < 0)
-        return NULL;
-    return in->streaming ? stream_take(in, n, 0) : mem_take(in, n, 0);
+    return size_arg(args, nargs, &n) < 0 ? NULL : take(in, n, 0);
 }
 
 static PyObject *Input_readline(aw_input_t *in, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t n;
-    if (size_arg(args, nargs, &n) < 0)
-        return NULL;
-    return in->streaming ? stream_take(in, n, 1) : mem_take(in, n, 1);
+    return size_arg(args, nargs, &n) < 0 ? NULL : take(in, n, 1);
 }
 
 static PyObject *Input_readlines(aw_input_t *in, PyObject *const *args, Py_ssize_t nargs)
@@ -418,7 +454,7 @@ static PyObject *Input_readlines(aw_input_t *in, PyObject *const *args, Py_ssize
     PyObject *lines = PyList_New(0);
     Py_ssize_t total = 0;
     while (lines) {
-        PyObject *line = in->streaming ? stream_take(in, -1, 1) : mem_take(in, -1, 1);
+        PyObject *line = take(in, -1, 1);
         if (!line) {
             /* streamed: lines already taken are the caller's, even if nothing more is ready */
             if (PyList_GET_SIZE(lines) > 0 && PyErr_ExceptionMatches(PyExc_BlockingIOError))
@@ -452,9 +488,9 @@ static PyObject *Input_next(aw_input_t *in)
             Py_CLEAR(line); /* StopIteration */
         return line;
     }
-    aw_conn_t *c = in->conn;
-    if (c && c->stream_bytes == 0 && !c->input_eof && !c->input_error) {
-        stream_touch(c);
+    aw_body_t *b = in->body;
+    if (b && !aw_body_ready(b)) {
+        aw_conn_input_read(in->conn);
         return Py_NewRef(in->sentinel);
     }
     PyObject *chunk = stream_take(in, -1, 0);
@@ -483,7 +519,7 @@ static PyObject *Input_seekable(aw_input_t *in, PyObject *Py_UNUSED(a))
 static PyObject *Input_tell(aw_input_t *in, PyObject *Py_UNUSED(a))
 {
     if (in->streaming)
-        return PyLong_FromUnsignedLongLong(in->conn ? in->conn->body_len - in->conn->stream_bytes
+        return PyLong_FromUnsignedLongLong(in->body ? in->body->received - in->body->buffered
                                                     : 0);
     return PyLong_FromSsize_t(in->pos);
 }

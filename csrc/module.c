@@ -3,9 +3,14 @@
  * Owns: multi-phase initialisation, the module state (heap types, exceptions, interned
  * environ keys and constant values). Must not do I/O.
  */
-#include "core.h"
-
-extern PyType_Spec aw_server_spec;
+#include "module.h"
+#include "environ.h"
+#include "filewrapper.h"
+#include "input.h"
+#include "options.h"
+#include "response.h"
+#include "server.h"
+#include "wsgi.h"
 
 static int intern(PyObject **slot, const char *s)
 {
@@ -55,6 +60,7 @@ static int state_init_strings(aw_state_t *st)
         K(s_fileno, "fileno"),
         K(s_write, "write"),
         K(s_flush, "flush"),
+        K(s_tell, "tell"),
 #undef K
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -66,11 +72,11 @@ static int state_init_strings(aw_state_t *st)
         return -1;
     /* llhttp's own table of request methods (llhttp_method_name aborts on unused numbers) */
 #define AW_METHOD(num, name, string)                                                            \
-    if ((num) < 64 && intern(&st->methods[(num)], #string) < 0)                                 \
+    if ((num) < AW_N_METHODS && intern(&st->methods[(num)], #string) < 0)                                 \
         return -1;
     HTTP_METHOD_MAP(AW_METHOD)
 #undef AW_METHOD
-    return aw_state_init_headers(st);
+    return aw_environ_init_keys(st);
 }
 
 static PyObject *add_type(PyObject *m, PyType_Spec *spec, PyObject *base)
@@ -135,6 +141,11 @@ static int module_exec(PyObject *m)
     if (PyModule_AddStringConstant(m, "__version__", AW_VERSION) < 0 ||
         PyModule_AddStringConstant(m, "STREAMING_ATTR", "__aiowsgi_streaming_input__") < 0)
         goto error;
+    PyObject *options = aw_options_export();
+    int added = options ? PyModule_AddObjectRef(m, "OPTIONS", options) : -1;
+    Py_XDECREF(options);
+    if (added < 0)
+        goto error;
     if (PyModule_AddIntConstant(m, "LLHTTP_VERSION_MAJOR", LLHTTP_VERSION_MAJOR) < 0)
         goto error;
     return 0;
@@ -153,7 +164,7 @@ error:
     X(k_wsgi_run_once) X(k_wsgi_file_wrapper) X(k_wsgi_input_terminated)                      \
     X(k_aiowsgi_input_sentinel) X(k_wsgi_input_sentinel) X(k_HTTP_X_FORWARDED_FOR)            \
     X(k_HTTP_X_FORWARDED_PROTO) X(v_empty) X(v_http10) X(v_http11) X(v_wsgi_version)          \
-    X(v_http) X(v_https) X(s_close) X(s_read) X(s_fileno) X(s_write) X(s_flush)
+    X(v_http) X(v_https) X(s_close) X(s_read) X(s_fileno) X(s_write) X(s_flush) X(s_tell)
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)
 {
@@ -161,7 +172,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
 #define VISIT(f) Py_VISIT(st->f);
     STATE_FIELDS(VISIT)
 #undef VISIT
-    for (int i = 0; i < 64; i++)
+    for (int i = 0; i < AW_N_METHODS; i++)
         Py_VISIT(st->methods[i]);
     for (int i = 0; i < AW_N_COMMON_HEADERS; i++)
         Py_VISIT(st->header_keys[i]);
@@ -176,7 +187,7 @@ static int module_clear(PyObject *m)
 #define CLEAR(f) Py_CLEAR(st->f);
     STATE_FIELDS(CLEAR)
 #undef CLEAR
-    for (int i = 0; i < 64; i++)
+    for (int i = 0; i < AW_N_METHODS; i++)
         Py_CLEAR(st->methods[i]);
     for (int i = 0; i < AW_N_COMMON_HEADERS; i++)
         Py_CLEAR(st->header_keys[i]);

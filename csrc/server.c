@@ -1,128 +1,53 @@
-/* server.c: the Server type and its event loop.
+/* server.c: the Server type.
  *
- * Owns: epoll and the wake-up eventfd, the listening sockets (our dup()s), accept until EAGAIN,
- * the timeout lists, the buffer pool, stop() and the graceful drain, the heartbeat, logging
- * helpers. Must not parse HTTP nor call the app: connections (conn.c) do that.
+ * Owns: the server's life (init, run, stop, dealloc), its listening sockets (our dup()s),
+ * accepting until EAGAIN, the timer lists' expiry, the Date line, the graceful drain, the
+ * heartbeat the master reads for --timeout, and the GIL's release around the wait for events.
+ * Must not parse HTTP, call the app, or touch a connection's insides: conn.c does.
  */
-#include "core.h"
+#include "server.h"
+#include "conn.h"
+#include "environ.h"
+#include "input.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define AW_MAX_EVENTS 256
+#define AW_ACCEPT_BATCH 64
+#define AW_LINGER_MS 2000      /* time to drain a client after an error answer */
+#define AW_IO_TIMEOUT_MS 60000 /* no progress on a body read or a response write: close */
+#define AW_ACCEPT_PAUSE_MS 100 /* out of descriptors: accept again after this */
 
-static long long monotonic_ms(void)
+/* ---- what connections report ------------------------------------------------------------- */
+
+void aw_server_conn_opened(aw_server_t *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    s->nconns++;
 }
 
-/* ---- epoll interest ---------------------------------------------------------------------- */
-
-/* Register, change or drop (events == 0) the interest of io, touching epoll only when the
- * mask really changes (ADD vs MOD chosen from the stored mask, as in Redis' ae.c). */
-int aw_server_update_events(aw_server_t *s, aw_io_t *io, uint32_t events)
+void aw_server_conn_closed(aw_server_t *s)
 {
-    if (io->events == events)
-        return 0;
-    int op = events == 0 ? EPOLL_CTL_DEL : (io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD);
-    struct epoll_event ev = {.events = events, .data.ptr = io};
-    if (epoll_ctl(s->epfd, op, io->fd, &ev) < 0)
-        return -errno;
-    io->events = events;
-    return 0;
+    s->nconns--;
 }
 
-/* ---- buffer pool: idle connections hold no buffers ------------------------------------- */
-
-char *aw_pool_get(aw_server_t *s)
+void aw_server_request_done(aw_server_t *s)
 {
-    if (s->npool > 0)
-        return s->pool[--s->npool];
-    return malloc(AW_BUF_SIZE);
-}
-
-void aw_pool_put(aw_server_t *s, char *buf, size_t cap)
-{
-    if (!buf)
-        return;
-    if (cap == AW_BUF_SIZE && s->npool < AW_POOL_MAX)
-        s->pool[s->npool++] = buf;
-    else
-        free(buf);
-}
-
-/* ---- timeouts ---------------------------------------------------------------------------- */
-
-void aw_tlist_remove(aw_conn_t *c)
-{
-    aw_tlist_t *l = c->t_list;
-    if (!l)
-        return;
-    if (c->t_prev)
-        c->t_prev->t_next = c->t_next;
-    else
-        l->head = c->t_next;
-    if (c->t_next)
-        c->t_next->t_prev = c->t_prev;
-    else
-        l->tail = c->t_prev;
-    c->t_prev = c->t_next = NULL;
-    c->t_list = NULL;
-}
-
-void aw_tlist_append(aw_tlist_t *l, aw_conn_t *c, long long now_ms)
-{
-    aw_tlist_remove(c);
-    c->deadline_ms = now_ms + l->duration_ms;
-    c->t_list = l;
-    c->t_prev = l->tail;
-    c->t_next = NULL;
-    if (l->tail)
-        l->tail->t_next = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
-static void tlist_expire(aw_tlist_t *l, long long now_ms)
-{
-    /* aw_conn_expire removes c from the list (closing or moving it), so the head advances */
-    while (l->head && l->head->deadline_ms <= now_ms)
-        aw_conn_expire(l->head);
-}
-
-static int next_timeout_ms(aw_server_t *s)
-{
-    aw_tlist_t *lists[] = {&s->t_header, &s->t_keepalive, &s->t_io, &s->t_linger};
-    long long first = -1;
-    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-        if (lists[i]->head && (first < 0 || lists[i]->head->deadline_ms < first))
-            first = lists[i]->head->deadline_ms;
+    s->requests++;
+    /* taken at the top of the loop: the caller is in the middle of a connection */
+    if (s->opt.max_requests && s->requests >= (unsigned long long)s->opt.max_requests &&
+        !s->stopping && __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) == AW_STOP_NONE) {
+        s->stop_timeout = 30.0;
+        __atomic_store_n(&s->stop_req, AW_STOP_GRACEFUL, __ATOMIC_RELEASE);
     }
-    if (s->stopping && (first < 0 || s->stop_deadline_ms < first))
-        first = s->stop_deadline_ms;
-    if (!s->accepting && !s->stopping && (first < 0 || s->accept_resume_ms < first))
-        first = s->accept_resume_ms;
-    if (first < 0)
-        return 1000; /* wake once a second anyway: the Date header and signals stay fresh */
-    long long wait = first - s->now_ms + 1; /* +1: coarse clock, never wake a little early */
-    return wait < 0 ? 0 : (wait > 1000 ? 1000 : (int)wait);
 }
 
-/* ---- heartbeat for the master's --timeout ------------------------------------------------ */
-
-void aw_heartbeat(aw_server_t *s, int busy)
+/* While the app runs, the CLOCK_MONOTONIC time (ns) its call began; 0 when none runs. */
+void aw_server_heartbeat(aw_server_t *s, int busy)
 {
     if (!s->has_heartbeat)
         return;
@@ -135,67 +60,23 @@ void aw_heartbeat(aw_server_t *s, int busy)
     __atomic_store_n((uint64_t *)s->heartbeat.buf, v, __ATOMIC_RELAXED);
 }
 
-/* ---- logging ----------------------------------------------------------------------------- */
-
-/* Report the current exception (which is cleared) with msg, through the log callable or, with
- * none, as a traceback on sys.stderr. Never lets an exception escape into the loop. */
-void aw_log_exception(aw_server_t *s, const char *msg)
+/* The app raised a BaseException that is not an Exception (KeyboardInterrupt, SystemExit):
+ * the server stops and run() raises it. */
+void aw_server_set_fatal(aw_server_t *s)
 {
-    PyObject *exc = NULL, *tb = NULL, *type = NULL;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (exc && tb)
-        PyException_SetTraceback(exc, tb);
-    if (s->log && !Py_IsNone(s->log)) {
-        PyObject *r = PyObject_CallFunction(s->log, "isO", 40, msg, exc ? exc : Py_None);
-        if (!r)
-            PyErr_WriteUnraisable(s->log);
-        Py_XDECREF(r);
-    } else {
-        PySys_WriteStderr("aiowsgi: %s\n", msg);
-        if (type) {
-            PyErr_Restore(type, exc, tb);
-            type = exc = tb = NULL;
-            PyErr_PrintEx(0);
-        }
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(exc);
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v && tb)
+        PyException_SetTraceback(v, tb);
+    Py_XSETREF(s->fatal, v);
+    Py_XDECREF(t);
     Py_XDECREF(tb);
-    PyErr_Clear();
 }
 
-void aw_log_message(aw_server_t *s, int level, const char *fmt, ...)
+int aw_server_failed(const aw_server_t *s)
 {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    PyObject *exc_type, *exc, *tb;
-    PyErr_Fetch(&exc_type, &exc, &tb);
-    if (s->log && !Py_IsNone(s->log)) {
-        PyObject *r = PyObject_CallFunction(s->log, "isO", level, msg, Py_None);
-        if (!r)
-            PyErr_WriteUnraisable(s->log);
-        Py_XDECREF(r);
-    } else {
-        PySys_WriteStderr("aiowsgi: %s\n", msg);
-    }
-    PyErr_Restore(exc_type, exc, tb);
-}
-
-/* ---- forwarded headers ------------------------------------------------------------------- */
-
-int aw_server_trusts(aw_server_t *s, const char *ip)
-{
-    if (s->trust_all)
-        return 1;
-    for (int i = 0; i < s->ntrusted; i++) {
-        if (strcmp(s->trusted[i], ip) == 0)
-            return 1;
-    }
-    return 0;
+    return s->fatal != NULL;
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -207,12 +88,13 @@ static void listeners_watch(aw_server_t *s, int on)
         if (l->io.fd < 0)
             continue;
         /* Not EPOLLEXCLUSIVE: it wakes one loop per connection, and a loop that stops
-         * accepting right then would swallow the wake-up while its siblings sleep on a
-         * queued connection. Every worker hears of it; one accept4 wins, the rest see
-         * EAGAIN; cheap at worker counts of a few per core. */
-        if (aw_server_update_events(s, &l->io, on ? EPOLLIN : 0) < 0 && on)
-            aw_log_message(s, 40, "cannot watch listening socket %d: %s", l->io.fd,
-                           strerror(errno));
+         * accepting right then would swallow the wake-up while its siblings sleep on a queued
+         * connection. Every worker hears of it; one accept4 wins, the rest see EAGAIN; cheap at
+         * worker counts of a few per core. */
+        int r = aw_loop_watch(&s->loop, &l->io, on ? EPOLLIN : 0);
+        if (r < 0 && on)
+            aw_log_message(&s->log, AW_LOG_ERROR, "cannot watch listening socket %d: %s",
+                           l->io.fd, strerror(-r));
     }
     s->accepting = on;
 }
@@ -228,103 +110,179 @@ static void listeners_close(aw_server_t *s)
     }
 }
 
-static void on_accept(aw_server_t *s, aw_listener_t *l)
+/* One accepted socket becomes a connection. */
+static void admit(aw_server_t *s, aw_listener_t *l, int fd, struct sockaddr_storage *ss,
+                  socklen_t len)
 {
+    if (len == 0 || ss->ss_family == AF_UNIX) {
+        ss->ss_family = AF_UNIX;
+    } else {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (!aw_conn_new(s, l, fd, (struct sockaddr *)ss)) {
+        aw_log_message(&s->log, AW_LOG_ERROR, "cannot set up a new connection: %s",
+                       strerror(errno));
+        close(fd);
+    }
+}
+
+static void on_accept(aw_io_t *io, uint32_t events)
+{
+    (void)events;
+    aw_listener_t *l = aw_container_of(io, aw_listener_t, io);
+    aw_server_t *s = l->srv;
     for (int i = 0; i < AW_ACCEPT_BATCH && s->accepting; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* out of descriptors: pause accepting for a moment rather than spin */
-                aw_log_message(s, 40, "accept: %s; pausing accept for 100 ms", strerror(errno));
-                listeners_watch(s, 0);
-                s->accept_resume_ms = s->now_ms + 100;
-            }
-            return; /* EAGAIN: drained; anything else: try again on the next event */
+        if (fd >= 0) {
+            admit(s, l, fd, &ss, len);
+            continue;
         }
-        if (len == 0 || ss.ss_family == AF_UNIX)
-            ss.ss_family = AF_UNIX;
-        else {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* out of descriptors: pause accepting for a moment rather than spin */
+            aw_log_message(&s->log, AW_LOG_ERROR, "accept: %s; pausing accept for %d ms",
+                           strerror(errno), AW_ACCEPT_PAUSE_MS);
+            listeners_watch(s, 0);
+            s->accept_resume_ms = s->loop.now_ms + AW_ACCEPT_PAUSE_MS;
         }
-        if (!aw_conn_new(s, l, fd, (struct sockaddr *)&ss)) {
-            aw_log_exception(s, "cannot set up a new connection");
-            close(fd);
-        }
+        return; /* EAGAIN: drained; anything else: try again on the next event */
     }
 }
 
-/* ---- stopping ---------------------------------------------------------------------------- */
+/* ---- timers and stopping ----------------------------------------------------------------- */
 
-static void close_all(aw_server_t *s, int only_idle)
+#define N_TLISTS 4
+
+static void tlists(aw_server_t *s, aw_tlist_t *out[N_TLISTS])
 {
-    /* Connections live on the timeout lists or are mid-response; walk every list. */
-    aw_tlist_t *lists[] = {&s->t_keepalive, &s->t_header, &s->t_io, &s->t_linger};
-    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-        aw_conn_t *c = lists[i]->head;
-        while (c) {
-            aw_conn_t *next = c->t_next;
-            if (!only_idle)
+    out[0] = &s->t_keepalive;
+    out[1] = &s->t_header;
+    out[2] = &s->t_io;
+    out[3] = &s->t_linger;
+}
+
+static void expire_timers(aw_server_t *s)
+{
+    aw_tlist_t *lists[N_TLISTS];
+    tlists(s, lists);
+    for (int i = 0; i < N_TLISTS; i++) {
+        aw_timer_t *t;
+        /* aw_conn_expire closes the connection, taking it off the list */
+        while ((t = aw_tlist_due(lists[i], s->loop.now_ms)))
+            aw_conn_expire(aw_container_of(t, aw_conn_t, timer));
+    }
+}
+
+/* How long the loop may sleep: until the first deadline, at most a second (the Date header and
+ * Python's signal handlers stay fresh). */
+static int next_timeout_ms(aw_server_t *s)
+{
+    aw_tlist_t *lists[N_TLISTS];
+    tlists(s, lists);
+    long long first = -1;
+    for (int i = 0; i < N_TLISTS; i++) {
+        long long d = aw_tlist_next_deadline(lists[i]);
+        if (d >= 0 && (first < 0 || d < first))
+            first = d;
+    }
+    if (s->stopping && (first < 0 || s->stop_deadline_ms < first))
+        first = s->stop_deadline_ms;
+    if (!s->accepting && !s->stopping && (first < 0 || s->accept_resume_ms < first))
+        first = s->accept_resume_ms;
+    if (first < 0)
+        return 1000;
+    long long wait = first - s->loop.now_ms + 1; /* +1: coarse clock, never wake a little early */
+    return wait < 0 ? 0 : (wait > 1000 ? 1000 : (int)wait);
+}
+
+/* Close every connection, or only the idle ones: every open connection is on one timer list
+ * (conn.c), so the lists find them all. The busy ones close after their current response. */
+static void close_connections(aw_server_t *s, int only_idle)
+{
+    aw_tlist_t *lists[N_TLISTS];
+    tlists(s, lists);
+    for (int i = 0; i < N_TLISTS; i++) {
+        aw_timer_t *t = lists[i]->head;
+        while (t) {
+            aw_timer_t *next = t->next;
+            aw_conn_t *c = aw_container_of(t, aw_conn_t, timer);
+            if (!only_idle || aw_conn_is_idle(c))
                 aw_conn_close(c);
-            else if (aw_conn_is_idle(c))
-                aw_conn_close(c);
-            else
-                c->close_after = 1;
-            c = next;
+            t = next;
         }
     }
 }
 
-static void begin_stop(aw_server_t *s, int graceful, double timeout)
+static void begin_stop(aw_server_t *s, aw_stop_t how, double timeout)
 {
     listeners_close(s);
-    if (!graceful) {
+    if (how == AW_STOP_NOW) {
         s->stopping = 1;
-        s->stop_deadline_ms = s->now_ms;
+        s->stop_deadline_ms = s->loop.now_ms;
         return;
     }
     if (!s->stopping) {
         s->stopping = 1;
-        s->stop_deadline_ms = s->now_ms + (long long)(timeout * 1000);
+        s->stop_deadline_ms = s->loop.now_ms + (long long)(timeout * 1000);
     }
-    close_all(s, 1);
-}
-
-void aw_server_request_done(aw_server_t *s)
-{
-    s->requests++;
-    /* Deferred to the top of the loop: the caller is in the middle of a connection. */
-    if (s->max_requests && s->requests >= s->max_requests && !s->stopping &&
-        __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) == 0) {
-        s->stop_timeout = 30.0;
-        __atomic_store_n(&s->stop_req, 1, __ATOMIC_RELEASE);
-    }
+    close_connections(s, 1);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-static void refresh_clock(aw_server_t *s)
+static void refresh_date(aw_server_t *s)
 {
-    s->now_ms = monotonic_ms();
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    if (ts.tv_sec != s->date_sec) {
-        s->date_sec = ts.tv_sec;
-        aw_format_date(ts.tv_sec, s->date_line, &s->date_len);
+    if (s->loop.now_sec != s->date_sec) {
+        s->date_sec = s->loop.now_sec;
+        s->date_len = aw_format_date(s->date_sec, s->date);
     }
 }
 
-/* Close every connection still open: used when run() ends for any reason. Connections that
- * are mid-response are on no timeout list, so they are found through their epoll
- * registration: we keep them on a list too (see conn.c: every open connection is on exactly
- * one list, t_io when mid-response). */
-static void close_everything(aw_server_t *s)
+/* One turn: a stop request, the wait (without the GIL), the events, the timers. Returns 0 to
+ * go on, 1 when the loop is done, -1 with an exception set. */
+static int turn(aw_server_t *s, struct epoll_event *events)
 {
-    close_all(s, 0);
+    aw_stop_t req = __atomic_exchange_n(&s->stop_req, AW_STOP_NONE, __ATOMIC_ACQ_REL);
+    if (req != AW_STOP_NONE)
+        begin_stop(s, req, s->stop_timeout);
+    if (s->stopping && (s->nconns == 0 || s->loop.now_ms >= s->stop_deadline_ms))
+        return 1;
+    int timeout = next_timeout_ms(s), n;
+    Py_BEGIN_ALLOW_THREADS
+    n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        errno = -n;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    refresh_date(s);
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    for (int i = 0; i < n && !s->fatal; i++) {
+        aw_io_t *io = events[i].data.ptr;
+        io->on_event(io, events[i].events);
+    }
+    if (s->fatal)
+        return 1;
+    expire_timers(s);
+    if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
+        listeners_watch(s, 1);
+    return 0;
+}
+
+static PyObject *raise_fatal(aw_server_t *s)
+{
+    PyObject *exc = s->fatal;
+    s->fatal = NULL;
+    if (!PyErr_Occurred())
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
 }
 
 static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
@@ -338,73 +296,18 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
         Py_RETURN_NONE; /* stop() came first (a race with a starting thread): nothing to do */
     s->running = 1;
     s->stopping = 0;
-    refresh_clock(s);
+    aw_loop_refresh_clock(&s->loop);
+    refresh_date(s);
     listeners_watch(s, 1);
-    if (aw_server_update_events(s, &s->wake_io, EPOLLIN) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto done;
+    int r;
+    while ((r = turn(s, events)) == 0) {
     }
-    for (;;) {
-        int req = __atomic_exchange_n(&s->stop_req, 0, __ATOMIC_ACQ_REL);
-        if (req)
-            begin_stop(s, req == 1, s->stop_timeout);
-        if (s->stopping && (s->nconns == 0 || s->now_ms >= s->stop_deadline_ms))
-            break;
-        int timeout = next_timeout_ms(s);
-        int n;
-        Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait(s->epfd, events, AW_MAX_EVENTS, timeout);
-        Py_END_ALLOW_THREADS
-        if (n < 0) {
-            if (errno != EINTR) {
-                PyErr_SetFromErrno(PyExc_OSError);
-                goto done;
-            }
-            n = 0;
-        }
-        refresh_clock(s);
-        if (PyErr_CheckSignals() < 0)
-            goto done;
-        for (int i = 0; i < n && !s->fatal; i++) {
-            aw_io_t *io = events[i].data.ptr;
-            switch (io->kind) {
-            case AW_IO_CONN:
-                aw_conn_on_event((aw_conn_t *)io, events[i].events);
-                break;
-            case AW_IO_LISTENER:
-                if (s->accepting)
-                    on_accept(s, (aw_listener_t *)io);
-                break;
-            case AW_IO_WAKE: {
-                uint64_t v;
-                while (read(s->wakefd, &v, sizeof(v)) > 0) {
-                }
-                break;
-            }
-            }
-        }
-        if (s->fatal)
-            break;
-        tlist_expire(&s->t_header, s->now_ms);
-        tlist_expire(&s->t_keepalive, s->now_ms);
-        tlist_expire(&s->t_io, s->now_ms);
-        tlist_expire(&s->t_linger, s->now_ms);
-        if (!s->accepting && !s->stopping && s->now_ms >= s->accept_resume_ms)
-            listeners_watch(s, 1);
-    }
-done:
-    close_everything(s);
+    close_connections(s, 0);
     listeners_close(s);
-    aw_server_update_events(s, &s->wake_io, 0);
     s->running = 0;
-    if (s->fatal) {
-        PyObject *exc = s->fatal;
-        s->fatal = NULL;
-        if (!PyErr_Occurred())
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    if (PyErr_Occurred())
+    if (s->fatal)
+        return raise_fatal(s);
+    if (r < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -417,20 +320,22 @@ static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:stop", kwlist, &graceful, &timeout))
         return NULL;
     s->stop_timeout = timeout;
-    /* Stop accepting at once, even if the loop is busy in an app call, so new connections
+    /* Stop accepting at once, even if the loop is busy in an app call, so that new connections
      * are refused rather than parked in the backlog. Safe from any thread: every accept and
      * epoll_ctl on a listener happens with the GIL held, as here, and a listener event still
      * queued in the loop's batch is ignored once accepting is off. */
-    if (s->epfd >= 0)
+    if (s->loop.epfd >= 0)
         listeners_close(s);
     /* an immediate stop wins over a graceful one already asked for */
-    int want = graceful ? 1 : 2;
-    int cur = __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE);
-    if (cur != 2 || want == 2)
+    aw_stop_t want = graceful ? AW_STOP_GRACEFUL : AW_STOP_NOW;
+    aw_stop_t cur = __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE);
+    if (cur != AW_STOP_NOW || want == AW_STOP_NOW)
         __atomic_store_n(&s->stop_req, want, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    if (s->wakefd >= 0 && write(s->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    int r = s->loop.epfd >= 0 ? aw_loop_wake(&s->loop) : 0;
+    if (r < 0) {
+        errno = -r;
         return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_RETURN_NONE;
 }
 
@@ -441,221 +346,82 @@ static int parse_trusted(aw_server_t *s, PyObject *seq)
     PyObject *fast = PySequence_Fast(seq, "forwarded_allow_ips must be a sequence of str");
     if (!fast)
         return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    s->trusted = PyMem_Calloc(n ? n : 1, sizeof(char *));
-    if (!s->trusted) {
-        Py_DECREF(fast);
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, i); // borrowed
-        const char *ip = PyUnicode_AsUTF8(item);
-        if (!ip) {
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        const char *ip = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(fast, i));
+        if (!ip || aw_trust_add(&s->trust, ip) < 0) {
+            if (ip)
+                PyErr_NoMemory();
             Py_DECREF(fast);
             return -1;
         }
-        if (strcmp(ip, "*") == 0)
-            s->trust_all = 1;
-        s->trusted[s->ntrusted] = strdup(ip);
-        if (!s->trusted[s->ntrusted]) {
-            Py_DECREF(fast);
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->ntrusted++;
     }
     Py_DECREF(fast);
     return 0;
 }
 
-static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObject *scheme)
+/* SERVER_NAME and SERVER_PORT of a listening socket. */
+static int socket_names(int fd, int *family, PyObject **name, PyObject **port, PyObject *empty)
 {
-    PyObject *name = NULL, *port = NULL;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    l->io.kind = AW_IO_LISTENER;
-    l->io.fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3);
-    if (l->io.fd < 0 || getsockname(l->io.fd, (struct sockaddr *)&ss, &len) < 0) {
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    int flags = fcntl(l->io.fd, F_GETFL);
+    *family = ss.ss_family;
+    if (ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t plen = len > off ? strnlen(a->sun_path, len - off) : 0;
+        *name = PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)plen);
+        *port = Py_NewRef(empty);
+        return *name ? 0 : -1;
+    }
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
+        PyErr_Format(PyExc_ValueError, "socket %d: unsupported address family %d", fd,
+                     ss.ss_family);
+        return -1;
+    }
+    aw_peer_t peer;
+    aw_peer_set(&peer, (struct sockaddr *)&ss);
+    *name = PyUnicode_FromString(peer.ip);
+    *port = PyUnicode_FromFormat("%d", peer.port);
+    return *name && *port ? 0 : -1;
+}
+
+static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObject *scheme)
+{
+    PyObject *name = NULL, *port = NULL;
+    l->srv = s;
+    l->io = (aw_io_t){.fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3), .on_event = on_accept};
+    int flags = l->io.fd >= 0 ? fcntl(l->io.fd, F_GETFL) : -1;
     if (flags < 0 || fcntl(l->io.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    l->family = ss.ss_family;
-    char host[INET6_ADDRSTRLEN] = "";
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        name = PyUnicode_FromString(host);
-        port = PyUnicode_FromFormat("%d", ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        name = PyUnicode_FromString(host);
-        port = PyUnicode_FromFormat("%d", ntohs(a->sin6_port));
-    } else if (ss.ss_family == AF_UNIX) {
-        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
-        size_t plen = len > offsetof(struct sockaddr_un, sun_path)
-                          ? strnlen(a->sun_path, len - offsetof(struct sockaddr_un, sun_path))
-                          : 0;
-        name = PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)plen);
-        port = Py_NewRef(s->st->v_empty);
-    } else {
-        PyErr_Format(PyExc_ValueError, "socket %d: unsupported address family %d", caller_fd,
-                     ss.ss_family);
-        return -1;
-    }
-    if (!name || !port)
-        goto error;
-    l->environ_tpl = aw_environ_template(s, l, name, port, scheme);
-    if (!l->environ_tpl)
-        goto error;
-    Py_DECREF(name);
-    Py_DECREF(port);
-    return 0;
-error:
+    if (socket_names(l->io.fd, &l->family, &name, &port, s->st->v_empty) == 0)
+        l->environ_tpl = aw_environ_template(s->st, name, port, scheme, s->errors,
+                                             (int)s->opt.multiprocess, s->empty_input,
+                                             s->stream_input ? s->sentinel : NULL);
     Py_XDECREF(name);
     Py_XDECREF(port);
-    return -1;
+    return l->environ_tpl ? 0 : -1;
 }
 
-static double seconds_arg(double v, const char *what)
+static int setup_listeners(aw_server_t *s, PyObject *sockets, PyObject *scheme)
 {
-    if (v < 0) {
-        PyErr_Format(PyExc_ValueError, "%s must be >= 0", what);
-        return -1;
-    }
-    return v;
-}
-
-static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"app", "sockets", "keepalive", "header_timeout", "max_header_size",
-                             "max_body_size", "spool_threshold", "stream_input", "max_requests",
-                             "url_scheme", "forwarded_allow_ips", "multiprocess", "errors",
-                             "log", "access_log", "heartbeat", NULL};
-    PyObject *app, *sockets, *url_scheme = NULL, *allow = NULL, *errors = Py_None,
-                            *log = Py_None, *access_log = Py_None, *heartbeat = Py_None;
-    PyObject *fast = NULL;
-    double keepalive = 5.0, header_timeout = 10.0;
-    Py_ssize_t max_header = 65536, spool = 1048576;
-    unsigned long long max_body = 1073741824ULL, max_requests = 0;
-    int stream_input = 0, multiprocess = 0;
-    if (s->st == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Server is not initialised");
-        return -1;
-    }
-    if (s->epfd >= 0 || s->running) {
-        PyErr_SetString(PyExc_RuntimeError, "Server.__init__ may be called only once");
-        return -1;
-    }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$ddnKnpKUOpOOOO:Server", kwlist, &app,
-                                     &sockets, &keepalive, &header_timeout, &max_header,
-                                     &max_body, &spool, &stream_input, &max_requests,
-                                     &url_scheme, &allow, &multiprocess, &errors, &log,
-                                     &access_log, &heartbeat))
-        return -1;
-    if (!PyCallable_Check(app)) {
-        PyErr_SetString(PyExc_TypeError, "app must be callable");
-        return -1;
-    }
-    if (seconds_arg(keepalive, "keepalive") < 0 ||
-        seconds_arg(header_timeout, "header_timeout") < 0)
-        return -1;
-    if (max_header < 256 || max_header > (1 << 24)) {
-        PyErr_SetString(PyExc_ValueError, "max_header_size must be within 256..16777216");
-        return -1;
-    }
-    if (spool < 0) {
-        PyErr_SetString(PyExc_ValueError, "spool_threshold must be >= 0");
-        return -1;
-    }
-    s->app = Py_NewRef(app);
-    s->keepalive_ms = (long long)(keepalive * 1000);
-    s->header_timeout_ms = (long long)(header_timeout * 1000);
-    s->max_header_size = (size_t)max_header;
-    s->max_body_size = max_body;
-    s->spool_threshold = (size_t)spool;
-    s->max_requests = max_requests;
-    s->multiprocess = multiprocess;
-    int attr = PyObject_HasAttrString(app, "__aiowsgi_streaming_input__");
-    if (attr) {
-        PyObject *flag = PyObject_GetAttrString(app, "__aiowsgi_streaming_input__");
-        if (!flag)
-            return -1;
-        attr = PyObject_IsTrue(flag);
-        Py_DECREF(flag);
-        if (attr < 0)
-            return -1;
-    }
-    s->stream_input = stream_input || attr;
-    if (Py_IsNone(errors)) {
-        errors = PySys_GetObject("stderr"); // borrowed
-        if (!errors)
-            errors = Py_None;
-    }
-    s->errors = Py_NewRef(errors);
-    s->log = Py_NewRef(log);
-    s->access_log = Py_NewRef(access_log);
-    if (!Py_IsNone(heartbeat)) {
-        if (PyObject_GetBuffer(heartbeat, &s->heartbeat, PyBUF_WRITABLE) < 0)
-            return -1;
-        s->has_heartbeat = 1;
-        if (s->heartbeat.len < 8 || ((uintptr_t)s->heartbeat.buf & 7)) {
-            PyErr_SetString(PyExc_ValueError, "heartbeat must be an aligned buffer of 8+ bytes");
-            return -1;
-        }
-        aw_heartbeat(s, 0);
-    }
-    if (allow) {
-        if (parse_trusted(s, allow) < 0)
-            return -1;
-    } else {
-        PyObject *dflt = Py_BuildValue("(ss)", "127.0.0.1", "::1");
-        int r = dflt ? parse_trusted(s, dflt) : -1;
-        Py_XDECREF(dflt);
-        if (r < 0)
-            return -1;
-    }
-    if (!(s->sentinel = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)))
-        return -1;
-    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-    if (!empty)
-        return -1;
-    s->empty_input = aw_input_new_bytes(s->st, empty);
-    Py_DECREF(empty);
-    if (!s->empty_input)
-        return -1;
-    s->t_header.duration_ms = s->header_timeout_ms;
-    s->t_keepalive.duration_ms = s->keepalive_ms;
-    s->t_io.duration_ms = AW_IO_TIMEOUT_MS > s->header_timeout_ms ? AW_IO_TIMEOUT_MS
-                                                                   : s->header_timeout_ms;
-    s->t_linger.duration_ms = AW_LINGER_MS;
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->epfd < 0 || s->wakefd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    s->wake_io.kind = AW_IO_WAKE;
-    s->wake_io.fd = s->wakefd;
-    if (!(fast = PySequence_Fast(sockets, "sockets must be a sequence of file descriptors")))
+    PyObject *fast = PySequence_Fast(sockets, "sockets must be a sequence of file descriptors");
+    if (!fast)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     if (n < 1) {
         PyErr_SetString(PyExc_ValueError, "at least one listening socket is needed");
         goto error;
     }
-    s->listeners = PyMem_Calloc((size_t)n, sizeof(aw_listener_t));
-    if (!s->listeners) {
+    if (!(s->listeners = PyMem_Calloc((size_t)n, sizeof(aw_listener_t)))) {
         PyErr_NoMemory();
         goto error;
     }
-    PyObject *scheme = url_scheme ? url_scheme : s->st->v_http; // borrowed
     for (Py_ssize_t i = 0; i < n; i++) {
         int fd = PyObject_AsFileDescriptor(PySequence_Fast_GET_ITEM(fast, i));
         s->listeners[i].io.fd = -1;
@@ -668,8 +434,114 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
     Py_DECREF(fast);
     return 0;
 error:
-    Py_XDECREF(fast);
+    Py_DECREF(fast);
     return -1;
+}
+
+static int setup_heartbeat(aw_server_t *s, PyObject *heartbeat)
+{
+    if (Py_IsNone(heartbeat))
+        return 0;
+    if (PyObject_GetBuffer(heartbeat, &s->heartbeat, PyBUF_WRITABLE) < 0)
+        return -1;
+    s->has_heartbeat = 1;
+    if (s->heartbeat.len < 8 || ((uintptr_t)s->heartbeat.buf & 7)) {
+        PyErr_SetString(PyExc_ValueError, "heartbeat must be an aligned buffer of 8+ bytes");
+        return -1;
+    }
+    aw_server_heartbeat(s, 0);
+    return 0;
+}
+
+/* The app's own wish for streaming input (aiowsgi.streaming_input). Returns 0/1, or -1. */
+static int app_streams(PyObject *app)
+{
+    PyObject *flag = PyObject_GetAttrString(app, "__aiowsgi_streaming_input__");
+    if (!flag) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int r = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    return r;
+}
+
+static void setup_timers(aw_server_t *s)
+{
+    s->t_header.duration_ms = s->opt.header_timeout;
+    s->t_keepalive.duration_ms = s->opt.keepalive;
+    s->t_io.duration_ms = AW_IO_TIMEOUT_MS > s->opt.header_timeout ? AW_IO_TIMEOUT_MS
+                                                                    : s->opt.header_timeout;
+    s->t_linger.duration_ms = AW_LINGER_MS;
+}
+
+/* The keyword arguments: the option table's (options.c), then the objects. */
+typedef struct {
+    PyObject *app, *sockets, *url_scheme, *allow, *errors, *log, *access_log, *heartbeat;
+} aw_init_args_t;
+
+static int parse_args(aw_server_t *s, PyObject *args, PyObject *kwds, aw_init_args_t *a)
+{
+    static char *kwlist[] = {"app", "sockets", "url_scheme", "forwarded_allow_ips", "errors",
+                             "log", "access_log", "heartbeat", NULL};
+    *a = (aw_init_args_t){.errors = Py_None, .log = Py_None, .access_log = Py_None,
+                          .heartbeat = Py_None};
+    PyObject *rest = kwds ? PyDict_Copy(kwds) : PyDict_New();
+    if (!rest)
+        return -1;
+    int ok = aw_options_parse(&s->opt, rest) == 0 &&
+             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOO:Server", kwlist, &a->app,
+                                         &a->sockets, &a->url_scheme, &a->allow, &a->errors,
+                                         &a->log, &a->access_log, &a->heartbeat);
+    Py_DECREF(rest);
+    if (ok && !PyCallable_Check(a->app)) {
+        PyErr_SetString(PyExc_TypeError, "app must be callable");
+        ok = 0;
+    }
+    return ok ? 0 : -1;
+}
+
+static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
+{
+    aw_init_args_t a;
+    if (!s->st || s->loop.epfd >= 0 || s->running) {
+        PyErr_SetString(PyExc_RuntimeError, "Server.__init__ may be called only once");
+        return -1;
+    }
+    if (parse_args(s, args, kwds, &a) < 0)
+        return -1;
+    int streams = app_streams(a.app);
+    if (streams < 0)
+        return -1;
+    s->stream_input = s->opt.stream_input || streams;
+    s->app = Py_NewRef(a.app);
+    if (Py_IsNone(a.errors) && !(a.errors = PySys_GetObject("stderr"))) // borrowed
+        a.errors = Py_None;
+    s->errors = Py_NewRef(a.errors);
+    s->log = (aw_log_t){.log = Py_NewRef(a.log), .access = Py_NewRef(a.access_log)};
+    if (setup_heartbeat(s, a.heartbeat) < 0)
+        return -1;
+    int trusted = a.allow ? parse_trusted(s, a.allow)
+                          : aw_trust_add(&s->trust, "127.0.0.1") | aw_trust_add(&s->trust, "::1");
+    if (trusted < 0)
+        return a.allow ? -1 : (PyErr_NoMemory(), -1);
+    if (!(s->sentinel = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)))
+        return -1;
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    s->empty_input = empty ? aw_input_new_bytes(s->st, empty) : NULL;
+    Py_XDECREF(empty);
+    if (!s->empty_input)
+        return -1;
+    setup_timers(s);
+    int r = aw_loop_init(&s->loop);
+    if (r < 0) {
+        errno = -r;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return setup_listeners(s, a.sockets, a.url_scheme ? a.url_scheme : s->st->v_http);
 }
 
 static PyObject *Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -680,7 +552,7 @@ static PyObject *Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!s)
         return NULL;
     s->st = PyType_GetModuleState(type);
-    s->epfd = s->wakefd = -1;
+    s->loop.epfd = s->loop.wake.fd = -1;
     return (PyObject *)s;
 }
 
@@ -689,8 +561,8 @@ static int Server_traverse(aw_server_t *s, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(s));
     Py_VISIT(s->app);
     Py_VISIT(s->errors);
-    Py_VISIT(s->log);
-    Py_VISIT(s->access_log);
+    Py_VISIT(s->log.log);
+    Py_VISIT(s->log.access);
     Py_VISIT(s->sentinel);
     Py_VISIT(s->empty_input);
     for (int i = 0; i < s->nlisteners; i++)
@@ -702,8 +574,8 @@ static int Server_clear(aw_server_t *s)
 {
     Py_CLEAR(s->app);
     Py_CLEAR(s->errors);
-    Py_CLEAR(s->log);
-    Py_CLEAR(s->access_log);
+    Py_CLEAR(s->log.log);
+    Py_CLEAR(s->log.access);
     Py_CLEAR(s->sentinel);
     Py_CLEAR(s->empty_input);
     Py_CLEAR(s->fatal);
@@ -724,15 +596,9 @@ static void Server_dealloc(aw_server_t *s)
     PyMem_Free(s->listeners);
     if (s->has_heartbeat)
         PyBuffer_Release(&s->heartbeat);
-    for (int i = 0; i < s->ntrusted; i++)
-        free(s->trusted[i]);
-    PyMem_Free(s->trusted);
-    while (s->npool > 0)
-        free(s->pool[--s->npool]);
-    if (s->epfd >= 0)
-        close(s->epfd);
-    if (s->wakefd >= 0)
-        close(s->wakefd);
+    aw_trust_free(&s->trust);
+    aw_pool_free(&s->pool);
+    aw_loop_close(&s->loop);
     tp->tp_free(s);
     Py_DECREF(tp);
 }
@@ -749,9 +615,7 @@ static PyObject *Server_get_connections(aw_server_t *s, void *Py_UNUSED(c))
 
 static PyObject *Server_get_sentinel(aw_server_t *s, void *Py_UNUSED(c))
 {
-    if (!s->sentinel)
-        Py_RETURN_NONE;
-    return Py_NewRef(s->sentinel);
+    return Py_NewRef(s->sentinel ? s->sentinel : Py_None);
 }
 
 static PyMethodDef Server_methods[] = {

@@ -1,13 +1,19 @@
 /* wsgi.c: calling the app (PEP 3333).
  *
- * Owns: the start_response type and its write(), the exc_info rules, the app call, pulling
- * the response iterable while the send queue has room (the pump: it suspends on a full queue
- * or, for streaming input, on the would-block sentinel, and is resumed by conn.c), and the
- * exactly-once close() of the iterable. Must not format bytes: response.c does.
+ * Owns: the app's side of a request (aw_app_t: environ, result, iterator, start_response and
+ * what it was given), the start_response type and its write(), the exc_info rules, pulling the
+ * response iterable while the send queue has room (the pump), and the exactly-once close() of
+ * the iterable. Decides, does not act on the connection: the pump returns an outcome that
+ * conn.c acts on. Must not format bytes (response.c) nor write to the socket (conn.c).
  */
-#include "core.h"
+#include "wsgi.h"
+#include "conn.h"
+#include "filewrapper.h"
+#include "server.h"
 
 #include <structmember.h>
+
+#define AW_SENTINEL_SPINS 1000 /* sentinels yielded after the body ended, at most */
 
 typedef struct {
     PyObject_HEAD
@@ -15,18 +21,24 @@ typedef struct {
     aw_conn_t *conn; /* NULL once the connection is gone */
 } aw_sr_t;
 
+void aw_app_init(aw_app_t *a)
+{
+    *a = (aw_app_t){.file_fd = -1};
+}
+
 /* ---- start_response ---------------------------------------------------------------------- */
 
 static PyObject *sr_start(aw_sr_t *self, PyObject *status, PyObject *headers,
                           PyObject *exc_info)
 {
     aw_conn_t *c = self->conn;
-    if (!c || c->state != AW_ST_APP) {
+    aw_app_t *a = c ? aw_conn_app(c) : NULL;
+    if (!a || !a->environ) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called outside of a request");
         return NULL;
     }
     if (!Py_IsNone(exc_info)) {
-        if (c->headers_sent) {
+        if (aw_response_headers_sent(aw_conn_resp(c))) {
             /* PEP 3333: too late to change the response; re-raise the app's error */
             PyObject *t, *v, *tb;
             if (!PyArg_ParseTuple(exc_info, "OOO:exc_info", &t, &v, &tb))
@@ -34,7 +46,7 @@ static PyObject *sr_start(aw_sr_t *self, PyObject *status, PyObject *headers,
             PyErr_Restore(Py_NewRef(t), Py_NewRef(v), Py_NewRef(tb));
             return NULL;
         }
-    } else if (c->status) {
+    } else if (a->status) {
         PyErr_SetString(PyExc_RuntimeError,
                         "start_response called a second time without exc_info");
         return NULL;
@@ -48,17 +60,14 @@ static PyObject *sr_start(aw_sr_t *self, PyObject *status, PyObject *headers,
                      Py_TYPE(headers)->tp_name);
         return NULL;
     }
-    Py_XSETREF(c->status, Py_NewRef(status));
-    Py_XSETREF(c->headers, Py_NewRef(headers));
-    if (!c->write_cb) {
-        c->write_cb = PyObject_GetAttr((PyObject *)self, c->srv->st->s_write);
-        if (!c->write_cb)
-            return NULL;
-    }
-    return Py_NewRef(c->write_cb);
+    Py_XSETREF(a->status, Py_NewRef(status));
+    Py_XSETREF(a->headers, Py_NewRef(headers));
+    if (!a->write_cb &&
+        !(a->write_cb = PyObject_GetAttr((PyObject *)self, aw_conn_server(c)->st->s_write)))
+        return NULL;
+    return Py_NewRef(a->write_cb);
 }
 
-/* PEP 3333's write(): the bytes are queued and pushed out as far as the socket takes them. */
 static PyObject *sr_call(aw_sr_t *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"status", "headers", "exc_info", NULL};
@@ -97,10 +106,20 @@ error:
     return result;
 }
 
+static int queue_headers(aw_conn_t *c, long long known_len)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_resp_ctx_t ctx;
+    aw_conn_resp_ctx(c, &ctx);
+    return aw_response_headers(aw_conn_resp(c), aw_conn_out(c), a->status, a->headers, known_len,
+                               &ctx);
+}
+
+/* PEP 3333's write(): the bytes are queued and sent as far as the socket takes them now. */
 static PyObject *sr_write(aw_sr_t *self, PyObject *data)
 {
     aw_conn_t *c = self->conn;
-    if (!c || c->state != AW_ST_APP || !c->status) {
+    if (!c || !aw_conn_app(c)->status) {
         PyErr_SetString(PyExc_RuntimeError, "write() called outside of a started response");
         return NULL;
     }
@@ -109,13 +128,14 @@ static PyObject *sr_write(aw_sr_t *self, PyObject *data)
         return NULL;
     }
     Py_ssize_t len = PyBytes_GET_SIZE(data);
-    if (len > 0 && !c->headers_sent && aw_response_headers(c, -1) < 0)
+    aw_resp_t *r = aw_conn_resp(c);
+    if (len > 0 && !aw_response_headers_sent(r) && queue_headers(c, -1) < 0)
         return NULL;
-    if (aw_response_body(c, data, PyBytes_AS_STRING(data), (size_t)len) < 0)
+    if (aw_response_body(r, aw_conn_out(c), &aw_conn_server(c)->log, data,
+                         PyBytes_AS_STRING(data), (size_t)len) < 0)
         return NULL;
-    if (aw_out_flush(c) < 0) {
-        c->peer_gone = 1;
-        PyErr_SetString(c->srv->st->ClientDisconnected, "the client has gone away");
+    if (aw_conn_send(c) < 0) {
+        PyErr_SetString(aw_conn_server(c)->st->ClientDisconnected, "the client has gone away");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -154,49 +174,63 @@ PyType_Spec aw_start_response_spec = {
     .slots = sr_slots,
 };
 
-/* ---- the app call and the pump ----------------------------------------------------------- */
+/* ---- failures ---------------------------------------------------------------------------- */
+
+/* A streamed body failed and the app let the error propagate (SPEC 5): too large is a 413,
+ * malformed a 400; a client that has gone needs no answer and its departure no traceback. */
+static aw_pump_t input_failed(aw_conn_t *c, aw_body_error_t error)
+{
+    PyErr_Clear();
+    aw_wsgi_finish(c);
+    int status = error == AW_BODY_TOO_LARGE ? 413 : (error == AW_BODY_MALFORMED ? 400 : 0);
+    aw_resp_t *r = aw_conn_resp(c);
+    if (!status || aw_response_headers_sent(r))
+        return AW_PUMP_ABORT;
+    aw_resp_ctx_t ctx;
+    aw_conn_resp_ctx(c, &ctx);
+    return aw_response_error(r, aw_conn_out(c), status, &ctx) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
+}
 
 /* The app failed (exception set). Before any header went out: log, answer 500. After: log
  * and cut the connection. BaseExceptions that are not Exceptions (KeyboardInterrupt,
- * SystemExit) stop the server: they are kept for run() to re-raise. */
+ * SystemExit) stop the server: run() re-raises them. */
 static aw_pump_t app_failed(aw_conn_t *c, const char *what)
 {
+    aw_server_t *s = aw_conn_server(c);
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        PyErr_NormalizeException(&t, &v, &tb);
-        if (v && tb)
-            PyException_SetTraceback(v, tb);
-        Py_XSETREF(c->srv->fatal, v);
-        Py_XDECREF(t);
-        Py_XDECREF(tb);
+        aw_server_set_fatal(s);
         return AW_PUMP_ABORT;
     }
-    if (c->input_error && (PyErr_ExceptionMatches(c->srv->st->RequestTooLarge) ||
-                           PyErr_ExceptionMatches(c->srv->st->ClientDisconnected))) {
-        /* The streamed body failed and the app let the error propagate (SPEC 5): too large
-         * is a 413, malformed a 400, lingering so the client reads it rather than a reset;
-         * a client that has gone needs no answer and its departure no traceback. */
-        int status = c->input_error == 2 ? 413 : (c->input_error == 3 ? 400 : 0);
-        PyErr_Clear();
-        aw_wsgi_finish(c);
-        if (!status || c->headers_sent)
-            return AW_PUMP_ABORT;
-        c->linger = 1;
-        return aw_response_error(c, status) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
-    }
-    aw_log_exception(c->srv, what);
+    aw_body_error_t error = aw_body_error(aw_conn_body(c));
+    if (error && (PyErr_ExceptionMatches(s->st->RequestTooLarge) ||
+                  PyErr_ExceptionMatches(s->st->ClientDisconnected)))
+        return input_failed(c, error);
+    aw_log_exception(&s->log, what);
     aw_wsgi_finish(c);
-    if (c->headers_sent)
+    aw_resp_t *r = aw_conn_resp(c);
+    if (aw_response_headers_sent(r))
         return AW_PUMP_ABORT;
-    if (aw_response_error(c, 500) < 0)
-        return AW_PUMP_ABORT;
-    return AW_PUMP_DONE;
+    aw_resp_ctx_t ctx;
+    aw_conn_resp_ctx(c, &ctx);
+    return aw_response_error(r, aw_conn_out(c), 500, &ctx) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
+}
+
+/* ---- the app call ------------------------------------------------------------------------ */
+
+void aw_wsgi_begin(aw_conn_t *c, PyObject *environ)
+{
+    aw_app_t *a = aw_conn_app(c);
+    Py_XSETREF(a->environ, environ);
+}
+
+PyObject *aw_wsgi_environ(aw_conn_t *c)
+{
+    return aw_conn_app(c)->environ; // borrowed
 }
 
 static PyObject *make_start_response(aw_conn_t *c)
 {
-    aw_sr_t *sr = PyObject_New(aw_sr_t, c->srv->st->start_response_type);
+    aw_sr_t *sr = PyObject_New(aw_sr_t, aw_conn_server(c)->st->start_response_type);
     if (sr) {
         sr->vectorcall = sr_vectorcall;
         sr->conn = c;
@@ -204,8 +238,63 @@ static PyObject *make_start_response(aw_conn_t *c)
     return (PyObject *)sr;
 }
 
-/* SPEC 4: a one-item list or tuple gets a computed Content-Length; longer ones are
- * streamed like any iterable. */
+/* A FileWrapper over a regular file is sent with sendfile(2), but only as the whole body:
+ * after write() the headers (and their framing) are already out. Returns 0 or -1. */
+static int take_file(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_state_t *st = aw_conn_server(c)->st;
+    if (!Py_IS_TYPE(a->result, st->filewrapper_type) ||
+        aw_response_headers_sent(aw_conn_resp(c)))
+        return 0;
+    int fd = aw_filewrapper_sendfile_fd(a->result, st, &a->file_off, &a->file_len);
+    if (fd > 0)
+        a->file_fd = fd;
+    return fd < 0 ? -1 : 0;
+}
+
+/* Call the app. Returns 0, or -1 with *failed set to what the pump must return. */
+static int call_app(aw_conn_t *c, aw_pump_t *failed)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_server_t *s = aw_conn_server(c);
+    a->called = 1;
+    if (!a->start_response && !(a->start_response = make_start_response(c)))
+        return (*failed = app_failed(c, "cannot create start_response")), -1;
+    PyObject *args[2] = {a->environ, a->start_response};
+    aw_server_heartbeat(s, 1);
+    PyObject *result = PyObject_Vectorcall(s->app, args, 2, NULL);
+    aw_server_heartbeat(s, 0);
+    if (!result)
+        return (*failed = app_failed(c, "exception in the WSGI app")), -1;
+    a->result = result;
+    a->seq_idx = 0;
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
+        return 0;
+    if (take_file(c) < 0)
+        return (*failed = app_failed(c, "error in wsgi.file_wrapper")), -1;
+    if (a->file_fd < 0 && !(a->iter = PyObject_GetIter(result)))
+        return (*failed = app_failed(c, "the WSGI app did not return an iterable")), -1;
+    return 0;
+}
+
+/* ---- the pump ---------------------------------------------------------------------------- */
+
+/* The response of a file sent with sendfile(2): headers with the file's length, then the file
+ * (output.c sends it once the headers are out). */
+static aw_pump_t pump_file(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_resp_t *r = aw_conn_resp(c);
+    if (queue_headers(c, a->file_len) < 0)
+        return app_failed(c, "invalid response headers");
+    long long len = aw_response_file_length(r, &aw_conn_server(c)->log, a->file_len);
+    aw_out_file(aw_conn_out(c), a->file_fd, a->file_off, len);
+    return AW_PUMP_DONE;
+}
+
+/* SPEC 4: a one-item list or tuple gets a computed Content-Length; longer ones are streamed
+ * like any iterable. */
 static long long sequence_length(PyObject *seq)
 {
     if (PySequence_Fast_GET_SIZE(seq) != 1)
@@ -214,215 +303,212 @@ static long long sequence_length(PyObject *seq)
     return PyBytes_Check(item) ? PyBytes_GET_SIZE(item) : -1;
 }
 
-aw_pump_t aw_wsgi_start(aw_conn_t *c)
+/* The next item of the response (a new reference), or NULL at the end or on an error. */
+static PyObject *next_item(aw_conn_t *c)
 {
-    aw_server_t *s = c->srv;
-    if (!c->start_response && !(c->start_response = make_start_response(c)))
-        return app_failed(c, "cannot create start_response");
-    PyObject *args[2] = {c->environ, c->start_response};
-    aw_heartbeat(s, 1);
-    c->in_app = 1;
-    PyObject *result = PyObject_Vectorcall(s->app, args, 2, NULL);
-    c->in_app = 0;
-    aw_heartbeat(s, 0);
-    if (!result)
-        return app_failed(c, "exception in the WSGI app");
-    c->result = result;
-    c->seq_idx = 0;
-    if (!PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
-        /* sendfile only when the whole body is the file: after write() the headers (and
-         * their framing) are already out */
-        if (Py_IS_TYPE(result, s->st->filewrapper_type) && !c->headers_sent) {
-            long long off, size;
-            int r = aw_filewrapper_sendfile_fd(result, s->st, &off, &size);
-            if (r < 0)
-                return app_failed(c, "error in wsgi.file_wrapper");
-            if (r > 0) {
-                c->sf_fd = r;
-                c->sf_off = off;
-                c->sf_left = size;
-            }
-        }
-        if (c->sf_fd < 0 && !(c->iter = PyObject_GetIter(result)))
-            return app_failed(c, "the WSGI app did not return an iterable");
+    aw_app_t *a = aw_conn_app(c);
+    if (!a->iter) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(a->result);
+        return a->seq_idx < n ? Py_NewRef(PySequence_Fast_GET_ITEM(a->result, a->seq_idx++))
+                              : NULL;
     }
-    return aw_wsgi_pump(c);
+    aw_server_heartbeat(aw_conn_server(c), 1);
+    PyObject *item = PyIter_Next(a->iter);
+    aw_server_heartbeat(aw_conn_server(c), 0);
+    return item;
 }
 
-/* The response of a file sent with sendfile(2): headers with the length, then the file. */
-static aw_pump_t pump_file(aw_conn_t *c)
+static aw_pump_t invalid(aw_conn_t *c, const char *msg)
 {
-    if (!c->headers_sent && aw_response_headers(c, c->sf_left) < 0)
-        return app_failed(c, "invalid response headers");
-    long long want = c->resp_cl >= 0 ? c->resp_cl : c->sf_left;
-    if (c->no_body)
-        want = 0;
-    if (want < c->sf_left)
-        c->sf_left = want; /* stop at the response's Content-Length */
-    else if (want > c->sf_left) {
-        aw_log_message(c->srv, 40,
-                       "file is shorter (%lld bytes) than its Content-Length (%lld); "
-                       "connection cut after it",
-                       c->sf_left, want);
-        c->close_after = 1; /* cut once the file is out: the client sees it is short */
+    PyErr_SetString(PyExc_RuntimeError, msg);
+    return app_failed(c, "invalid WSGI response");
+}
+
+/* The iterable is exhausted: headers if none went out yet (an empty body), then the end. */
+static aw_pump_t finish_body(aw_conn_t *c)
+{
+    aw_resp_t *r = aw_conn_resp(c);
+    if (!aw_response_headers_sent(r)) {
+        if (!aw_conn_app(c)->status)
+            return invalid(c, "the app returned without calling start_response");
+        if (queue_headers(c, (long long)aw_response_body_bytes(r)) < 0)
+            return app_failed(c, "invalid response headers");
     }
-    c->body_sent = (unsigned long long)c->sf_left;
+    if (aw_response_end(r, aw_conn_out(c), &aw_conn_server(c)->log) < 0)
+        return AW_PUMP_ABORT;
     return AW_PUMP_DONE;
 }
 
-/* Pull items while the send queue has room. */
+/* The app yielded the sentinel (SPEC 5). Returns AW_PUMP_WAIT_IN when it must wait for body
+ * data, AW_PUMP_FLUSH (meaning: pull again) when nothing more will arrive, within reason. */
+static aw_pump_t on_sentinel(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_body_t *b = aw_conn_body(c);
+    if (aw_body_streaming(b) && !aw_body_complete(b) && !aw_body_error(b)) {
+        a->sentinel_spins = 0; /* suspended until more body, its end or an error arrives */
+        return AW_PUMP_WAIT_IN;
+    }
+    if (++a->sentinel_spins > AW_SENTINEL_SPINS)
+        return invalid(c, "the app keeps yielding the would-block sentinel after the request "
+                          "body has ended");
+    return AW_PUMP_FLUSH;
+}
+
+/* Queue one body item. Returns AW_PUMP_FLUSH when it is queued, or a failure's outcome. */
+static aw_pump_t queue_item(aw_conn_t *c, PyObject *item, long long known)
+{
+    aw_resp_t *r = aw_conn_resp(c);
+    if (!PyBytes_Check(item)) {
+        PyErr_Format(PyExc_TypeError, "response items must be bytes, not %.100s",
+                     Py_TYPE(item)->tp_name);
+        return app_failed(c, "invalid WSGI response");
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(item);
+    if (len == 0) /* PEP 3333: the headers wait for the first non-empty item */
+        return AW_PUMP_FLUSH;
+    if (!aw_response_headers_sent(r)) {
+        if (!aw_conn_app(c)->status)
+            return invalid(c, "the app yielded body bytes before calling start_response");
+        if (queue_headers(c, known) < 0)
+            return app_failed(c, "invalid response headers");
+    }
+    if (aw_response_body(r, aw_conn_out(c), &aw_conn_server(c)->log, item,
+                         PyBytes_AS_STRING(item), (size_t)len) < 0)
+        return app_failed(c, "cannot queue the response");
+    return AW_PUMP_FLUSH;
+}
+
+/* Call the app if it has not been, then pull items while the send queue has room. An item
+ * of an iterator is sent before the next is pulled (AW_PUMP_FLUSH): a generator streams. */
 aw_pump_t aw_wsgi_pump(aw_conn_t *c)
 {
-    aw_server_t *s = c->srv;
-    long long known = -1;
-    if (c->sf_fd >= 0)
+    aw_app_t *a = aw_conn_app(c);
+    aw_server_t *s = aw_conn_server(c);
+    aw_pump_t outcome;
+    if (!a->called && call_app(c, &outcome) < 0)
+        return outcome;
+    if (a->file_fd >= 0)
         return pump_file(c);
-    if (!c->iter && !c->headers_sent)
-        known = sequence_length(c->result);
+    long long known = !a->iter && !aw_response_headers_sent(aw_conn_resp(c))
+                          ? sequence_length(a->result)
+                          : -1;
     for (;;) {
-        if (aw_out_full(c)) {
-            int r = aw_out_flush(c);
-            if (r < 0) {
-                c->peer_gone = 1;
-                return AW_PUMP_ABORT;
-            }
-            if (aw_out_full(c))
-                return AW_PUMP_WAIT_OUT;
-        }
-        PyObject *item;
-        if (!c->iter) {
-            Py_ssize_t n = PySequence_Fast_GET_SIZE(c->result);
-            item = c->seq_idx < n ? Py_NewRef(PySequence_Fast_GET_ITEM(c->result, c->seq_idx++))
-                                  : NULL;
-        } else {
-            aw_heartbeat(s, 1);
-            c->in_app = 1;
-            item = PyIter_Next(c->iter);
-            c->in_app = 0;
-            aw_heartbeat(s, 0);
-            if (!item && PyErr_Occurred())
-                return app_failed(c, "exception in the WSGI app's response iterable");
-        }
-        if (!item) {
-            if (!c->headers_sent) {
-                if (!c->status) {
-                    PyErr_SetString(PyExc_RuntimeError,
-                                    "the app returned without calling start_response");
-                    return app_failed(c, "invalid WSGI response");
-                }
-                if (aw_response_headers(c, (long long)c->body_sent) < 0)
-                    return app_failed(c, "invalid response headers");
-            }
-            return aw_response_end(c) < 0 ? AW_PUMP_ABORT : AW_PUMP_DONE;
-        }
-        if (item == s->sentinel && s->stream_input) {
-            Py_DECREF(item);
-            /* SPEC 5: suspended until more body, its end or an error arrives; never
-             * resumed in a loop on data the app has already been offered */
-            if (c->streaming && !c->input_eof && !c->input_error) {
-                c->sentinel_spins = 0;
-                return AW_PUMP_WAIT_IN;
-            }
-            /* nothing more will arrive: the app is called again, within reason */
-            if (++c->sentinel_spins > AW_SENTINEL_SPINS) {
-                PyErr_SetString(PyExc_RuntimeError,
-                                "the app keeps yielding the would-block sentinel after the "
-                                "request body has ended");
-                return app_failed(c, "invalid WSGI response");
-            }
-            continue;
-        }
-        c->sentinel_spins = 0;
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "response items must be bytes, not %.100s",
-                         Py_TYPE(item)->tp_name);
-            Py_DECREF(item);
-            return app_failed(c, "invalid WSGI response");
-        }
-        Py_ssize_t len = PyBytes_GET_SIZE(item);
-        if (!c->headers_sent) {
-            if (len == 0) { /* PEP 3333: headers wait for the first non-empty item */
-                Py_DECREF(item);
-                continue;
-            }
-            if (!c->status) {
-                Py_DECREF(item);
-                PyErr_SetString(PyExc_RuntimeError,
-                                "the app yielded body bytes before calling start_response");
-                return app_failed(c, "invalid WSGI response");
-            }
-            if (aw_response_headers(c, known) < 0) {
-                Py_DECREF(item);
-                return app_failed(c, "invalid response headers");
-            }
-        }
-        int r = aw_response_body(c, item, PyBytes_AS_STRING(item), (size_t)len);
+        if (aw_out_full(aw_conn_out(c)))
+            return AW_PUMP_WAIT_OUT;
+        PyObject *item = next_item(c);
+        if (!item)
+            return PyErr_Occurred()
+                       ? app_failed(c, "exception in the WSGI app's response iterable")
+                       : finish_body(c);
+        if (item == s->sentinel && s->stream_input)
+            outcome = on_sentinel(c);
+        else
+            outcome = (a->sentinel_spins = 0, queue_item(c, item, known));
         Py_DECREF(item);
-        if (r < 0)
-            return app_failed(c, "cannot queue the response");
-        if (c->iter && aw_out_flush(c) < 0) {
-            /* a generator streams: each item leaves now, not when the queue fills */
-            c->peer_gone = 1;
-            return AW_PUMP_ABORT;
-        }
+        if (outcome != AW_PUMP_FLUSH)
+            return outcome;
+        if (a->iter && aw_out_pending(aw_conn_out(c)))
+            return AW_PUMP_FLUSH;
     }
 }
 
-/* The connection is going away: its start_response must not reach it any more. */
-void aw_wsgi_detach(aw_conn_t *c)
-{
-    if (c->start_response)
-        ((aw_sr_t *)c->start_response)->conn = NULL;
-    Py_CLEAR(c->start_response);
-    Py_CLEAR(c->write_cb);
-}
+/* ---- the end of a response --------------------------------------------------------------- */
 
-/* A file response is complete once sendfile has sent it: until then its wrapper stays open
- * (held in sf_obj), then it is closed like any iterable. */
-void aw_wsgi_file_done(aw_conn_t *c)
+static void call_close(aw_conn_t *c, PyObject *result)
 {
-    if (!c->sf_obj)
+    aw_server_t *s = aw_conn_server(c);
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
         return;
-    Py_XSETREF(c->result, c->sf_obj);
-    c->sf_obj = NULL;
-    c->sf_fd = -1;
-    c->sf_left = 0;
-    aw_wsgi_finish(c);
+    PyObject *close = PyObject_GetAttr(result, s->st->s_close);
+    if (!close) {
+        PyErr_Clear();
+        return;
+    }
+    aw_server_heartbeat(s, 1);
+    PyObject *r = PyObject_CallNoArgs(close);
+    aw_server_heartbeat(s, 0);
+    Py_DECREF(close);
+    if (r)
+        Py_DECREF(r);
+    else if (PyErr_ExceptionMatches(PyExc_Exception))
+        aw_log_exception(&s->log, "exception in the response iterable's close()");
+    else
+        PyErr_Clear();
 }
 
-/* Call the iterable's close() exactly once (PEP 3333), in every outcome. */
+/* Call the iterable's close() exactly once (PEP 3333), in every outcome; a file still being
+ * sent is closed once it is out (aw_wsgi_file_sent). */
 void aw_wsgi_finish(aw_conn_t *c)
 {
-    PyObject *result = c->result;
+    aw_app_t *a = aw_conn_app(c);
+    PyObject *result = a->result;
     if (!result)
         return;
-    if (c->sf_fd >= 0 && !c->sf_obj && c->sf_left > 0 && !c->closing) {
-        /* the file is still being sent: close it when it is out (aw_wsgi_file_done) */
-        c->sf_obj = result;
-        c->result = NULL;
-        Py_CLEAR(c->iter);
+    a->result = NULL;
+    Py_CLEAR(a->iter);
+    if (a->file_fd >= 0 && aw_out_pending(aw_conn_out(c))) {
+        a->file = result;
         return;
     }
-    c->sf_fd = -1;
-    c->sf_left = 0;
-    c->result = NULL;
-    Py_CLEAR(c->iter);
-    if (!PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
-        PyObject *close = PyObject_GetAttr(result, c->srv->st->s_close);
-        if (close) {
-            aw_heartbeat(c->srv, 1);
-            PyObject *r = PyObject_CallNoArgs(close);
-            aw_heartbeat(c->srv, 0);
-            Py_DECREF(close);
-            if (r)
-                Py_DECREF(r);
-            else if (PyErr_ExceptionMatches(PyExc_Exception))
-                aw_log_exception(c->srv, "exception in the response iterable's close()");
-            else
-                PyErr_Clear();
-        } else {
-            PyErr_Clear();
-        }
-    }
+    a->file_fd = -1;
+    call_close(c, result);
     Py_DECREF(result);
+}
+
+/* The file of a sendfile response is out (or the connection is going): close its wrapper. */
+void aw_wsgi_file_sent(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    PyObject *file = a->file;
+    if (!file)
+        return;
+    a->file = NULL;
+    a->file_fd = -1;
+    call_close(c, file);
+    Py_DECREF(file);
+}
+
+/* The request is over: forget it, ready for the next one on this connection. */
+void aw_wsgi_reset(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    Py_CLEAR(a->environ);
+    Py_CLEAR(a->status);
+    Py_CLEAR(a->headers);
+    a->called = 0;
+    a->sentinel_spins = 0;
+    if (!a->file)
+        a->file_fd = -1;
+}
+
+/* The connection is going away: close() what is open, and its start_response must not reach
+ * it any more. */
+void aw_wsgi_detach(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_wsgi_finish(c); /* conn.c cleared the send queue first: nothing waits to be sent */
+    aw_wsgi_file_sent(c);
+    aw_wsgi_reset(c);
+    if (a->start_response)
+        ((aw_sr_t *)a->start_response)->conn = NULL;
+    Py_CLEAR(a->start_response);
+    Py_CLEAR(a->write_cb);
+}
+
+/* One access-log line for this request: finished, refused by the server (src gives what is
+ * known of it then), or cut. */
+void aw_wsgi_access_log(aw_conn_t *c, const aw_environ_src_t *src, double t_start)
+{
+    aw_log_t *log = &aw_conn_server(c)->log;
+    aw_resp_t *r = aw_conn_resp(c);
+    PyObject *environ = aw_conn_app(c)->environ;
+    PyObject *minimal = environ ? NULL : aw_environ_minimal(src);
+    if (!environ && !minimal) {
+        aw_log_exception(log, "exception in the access log");
+        return;
+    }
+    aw_log_access(log, environ ? environ : minimal, aw_response_status(r),
+                  aw_response_body_bytes(r), t_start ? aw_log_clock() - t_start : 0.0);
+    Py_XDECREF(minimal);
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Build csrc/fuzz/fuzz_conn.c (libFuzzer, ASan+UBSan, clang) with the core's sources and
-# llhttp's compiled in and CPython embedded, then fuzz for a bounded time.
+# Build two libFuzzer targets (ASan+UBSan, clang) and fuzz each for a bounded time:
+#   fuzz_conn    csrc/fuzz/fuzz_conn.c with every core source and llhttp's compiled in and
+#                CPython embedded: the whole request path of a connection (2/3 of the time);
+#   fuzz_parser  csrc/fuzz/fuzz_parser.c with parser.c and llhttp only, compiled without
+#                Python's headers on the include path: the parser alone (1/3 of the time).
 #
 # Usage: tools/fuzz.sh [SECONDS]   (default 60; 0 only builds and replays the seed corpus)
 # Environment: CLANG (clang), PYTHON (python3).
@@ -13,7 +16,7 @@ SECONDS_TO_RUN=${1:-60}
 CLANG=${CLANG:-clang}
 PYTHON=${PYTHON:-python3}
 OUT=build/fuzz
-mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/crashes"
+mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/parser-corpus" "$OUT/crashes"
 
 LLHTTP_SRC=${LLHTTP_SRC:-/usr/share/llhttp}
 LLHTTP_INC=${LLHTTP_INC:-}
@@ -26,22 +29,29 @@ PYINC=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_path('include'))")
 PYLIBDIR=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
 PYLIB=$("$PYTHON" -c "import sysconfig; v=sysconfig.get_config_var; print('python' + v('LDVERSION'))")
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-std=gnu11 -g -O1 $SAN -I$LLHTTP_INC -I$PYINC -Icsrc"
+BASEFLAGS="-std=gnu11 -g -O1 $SAN -I$LLHTTP_INC"
+CFLAGS="$BASEFLAGS -I$PYINC -Icsrc"
+WARN="-Wall -Wextra -Wno-missing-field-initializers"
 
 # llhttp: instrumented too (its states are what the fuzzer explores), with setup.py's macro
-objs=()
+llhttp=()
 for f in api http llhttp; do
-  "$CLANG" $CFLAGS -w -DLLHTTP_STRICT_MODE=1 -c "$LLHTTP_SRC/$f.c" -o "$OUT/obj/llhttp_$f.o"
-  objs+=("$OUT/obj/llhttp_$f.o")
+  "$CLANG" $BASEFLAGS -w -DLLHTTP_STRICT_MODE=1 -c "$LLHTTP_SRC/$f.c" -o "$OUT/obj/llhttp_$f.o"
+  llhttp+=("$OUT/obj/llhttp_$f.o")
 done
-for f in csrc/*.c csrc/fuzz/*.c; do
+objs=("${llhttp[@]}")
+for f in csrc/*.c csrc/fuzz/fuzz_conn.c; do
   o="$OUT/obj/$(basename "${f%.c}").o"
-  "$CLANG" $CFLAGS -Wall -Wextra -Wno-missing-field-initializers -c "$f" -o "$o"
+  "$CLANG" $CFLAGS $WARN -c "$f" -o "$o"
   objs+=("$o")
 done
 "$CLANG" $SAN "${objs[@]}" -L"$PYLIBDIR" -Wl,-rpath,"$PYLIBDIR" -l"$PYLIB" -ldl -lm -lpthread \
   -o "$OUT/fuzz_conn"
 echo "fuzz: built $OUT/fuzz_conn"
+# the parser alone: no Python include path, so parser.c cannot reach Python.h
+"$CLANG" $BASEFLAGS $WARN -Werror csrc/parser.c csrc/fuzz/fuzz_parser.c "${llhttp[@]}" \
+  -o "$OUT/fuzz_parser"
+echo "fuzz: built $OUT/fuzz_parser"
 
 # CPython is not instrumented and frees some memory only at exit: no leak checking.
 export ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=0:${ASAN_OPTIONS:-}"
@@ -50,9 +60,13 @@ args=(-dict=csrc/fuzz/http.dict -max_len=8192 -timeout=10 -rss_limit_mb=2048
       -artifact_prefix="$OUT/crashes/" -print_final_stats=1 -detect_leaks=0)
 if [ "$SECONDS_TO_RUN" = 0 ]; then
   "$OUT/fuzz_conn" "${args[@]}" -runs=0 tests/fuzz_corpus
+  "$OUT/fuzz_parser" "${args[@]}" -runs=0 tests/fuzz_corpus
 else
-  "$OUT/fuzz_conn" "${args[@]}" -max_total_time="$SECONDS_TO_RUN" \
+  "$OUT/fuzz_conn" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN * 2 / 3 )) \
     "$OUT/corpus" tests/fuzz_corpus
+  # the same seeds mean something to the parser too (their first two bytes are a header)
+  "$OUT/fuzz_parser" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN - SECONDS_TO_RUN * 2 / 3 )) \
+    "$OUT/parser-corpus" tests/fuzz_corpus
 fi
 if compgen -G "$OUT/crashes/*" >/dev/null; then
   echo "fuzz: crashing inputs in $OUT/crashes:"; ls -l "$OUT/crashes"; exit 1

@@ -7,7 +7,7 @@
  * No network: an AF_UNIX socketpair stands in for the client, and events are delivered by
  * hand (only those the connection asked epoll for, as the real loop would).
  * Not compiled into the extension (setup.py takes only the .c files directly in csrc):
- * see hardening.mk.
+ * see tools/fuzz.sh. csrc/fuzz/fuzz_parser.c fuzzes the parser alone, without CPython.
  *
  * Input format: byte 0 flags (bit 0 streaming server, bit 1 half-close before the end),
  * byte 1 the size of each client write (0: everything at once), then the client's bytes.
@@ -16,7 +16,8 @@
  * loop, a live connection is on a timeout list (else nothing would ever wake or expire it),
  * and no file descriptor was leaked.
  */
-#include "../core.h"
+#include "../conn.h"
+#include "../server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -121,7 +122,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     PyObject *list = PyDict_GetItemString(globals, "servers"); // borrowed
     for (int i = 0; i < 2; i++) {
         servers[i] = (aw_server_t *)PyList_GetItem(list, i);
-        aw_format_date(time(NULL), servers[i]->date_line, &servers[i]->date_len);
+        servers[i]->date_len = aw_format_date(time(NULL), servers[i]->date);
     }
     return 0;
 }
@@ -155,10 +156,10 @@ static void deliver(aw_server_t *s, aw_conn_t *c, size_t before, int client)
     drain(client);
     uint32_t ev = c->io.events & (EPOLLIN | EPOLLOUT);
     if (ev)
-        aw_conn_on_event(c, ev);
+        c->io.on_event(&c->io, ev);
     check(!PyErr_Occurred(), "a Python exception escaped into the loop");
     if (s->nconns > before)
-        check(c->t_list != NULL, "a live connection is on no timeout list");
+        check(c->timer.list != NULL, "a live connection is on no timer list");
     drain(client);
 }
 

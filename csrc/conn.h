@@ -1,0 +1,85 @@
+/* conn.h: one client connection, composed of the parts other files own.
+ *
+ * conn.c owns the struct's own fields (state, read buffer, timer, flags) and the composition;
+ * each embedded part belongs to its file and is reached only through that file's functions:
+ * parser (parser.c), body (input.c), resp (response.c), out (output.c), app (wsgi.c),
+ * peer (environ.c). Everything here runs on the server's loop thread with the GIL held.
+ */
+#ifndef AW_CONN_H
+#define AW_CONN_H
+
+#include "compat.h"
+#include "environ.h"
+#include "input.h"
+#include "loop.h"
+#include "output.h"
+#include "parser.h"
+#include "response.h"
+#include "wsgi.h"
+
+typedef struct aw_server aw_server_t;
+typedef struct aw_listener aw_listener_t;
+
+/* The connection state machine (conn.c has the diagram). */
+typedef enum {
+    AW_CONN_IDLE,          /* between requests, nothing buffered (keep-alive timer) */
+    AW_CONN_HEAD,          /* reading a request head (header timer) */
+    AW_CONN_BODY,          /* reading a buffered body; the app is not called yet (I/O timer) */
+    AW_CONN_APP,           /* the app's response is being pulled (within one event only) */
+    AW_CONN_WAIT_OUT,      /* the response waits for the send queue to drain (I/O timer) */
+    AW_CONN_WAIT_IN,       /* the response waits on the sentinel for body data (I/O timer) */
+    AW_CONN_CLOSE_AFTER,   /* the last answer is queued: close once it is sent (I/O timer) */
+    AW_CONN_LINGER_AFTER,  /* ... then half-close and linger: input may be unread (I/O timer) */
+    AW_CONN_LINGER,        /* write side shut; reading and discarding until EOF (linger timer) */
+} aw_conn_state_t;
+
+typedef struct aw_conn {
+    aw_io_t io; /* first: epoll's data points here */
+    aw_timer_t timer;
+    aw_server_t *srv;
+    aw_listener_t *lst;
+    aw_conn_state_t state;
+    char *rbuf;             /* the read buffer, from the server's pool while in use */
+    size_t rcap, rlen, rpos;
+    size_t head_start;      /* where the current request head begins in rbuf */
+    double t_start;         /* when the current request's head was complete (access log) */
+    unsigned read_eof : 1;  /* the client will send nothing more */
+    unsigned continue_owed : 1; /* Expect: 100-continue, not answered yet */
+    aw_parser_t parser;
+    aw_body_t body;
+    aw_resp_t resp;
+    aw_out_t out;
+    aw_app_t app;
+    aw_peer_t peer;
+} aw_conn_t;
+
+aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct sockaddr *sa);
+void aw_conn_close(aw_conn_t *c);
+void aw_conn_expire(aw_conn_t *c);
+int aw_conn_is_idle(const aw_conn_t *c);
+void aw_conn_input_read(aw_conn_t *c);
+int aw_conn_send(aw_conn_t *c);
+void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx);
+
+static inline aw_server_t *aw_conn_server(aw_conn_t *c)
+{
+    return c->srv;
+}
+static inline aw_body_t *aw_conn_body(aw_conn_t *c)
+{
+    return &c->body;
+}
+static inline aw_resp_t *aw_conn_resp(aw_conn_t *c)
+{
+    return &c->resp;
+}
+static inline aw_out_t *aw_conn_out(aw_conn_t *c)
+{
+    return &c->out;
+}
+static inline aw_app_t *aw_conn_app(aw_conn_t *c)
+{
+    return &c->app;
+}
+
+#endif

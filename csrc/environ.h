@@ -1,0 +1,46 @@
+/* environ.h: the PEP 3333 environ of a request, built from the parsed head (parser.h) and
+ * the peer's address.
+ *
+ * Python-aware. Reads nothing from sockets: everything comes in an aw_environ_src_t.
+ */
+#ifndef AW_ENVIRON_H
+#define AW_ENVIRON_H
+
+#include "compat.h"
+#include "module.h"
+#include "parser.h"
+#include "trust.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+/* The client's address: as C text from accept(), as Python objects when first needed. Fields
+ * are environ.c's alone. */
+typedef struct {
+    char ip[INET6_ADDRSTRLEN];
+    int port;
+    int family;
+    PyObject *addr, *port_str;
+} aw_peer_t;
+
+/* What one environ is made of. */
+typedef struct {
+    aw_state_t *st;
+    PyObject *tpl;            /* the listener's constant entries */
+    const aw_trust_t *trust;  /* peers whose X-Forwarded-* are believed */
+    int unix_listener;        /* a unix-socket peer is a local proxy: trusted */
+    aw_peer_t *peer;
+    const aw_request_t *req;  /* NULL before a head is complete */
+    const char *base;         /* the head's first byte */
+} aw_environ_src_t;
+
+void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa);
+void aw_peer_clear(aw_peer_t *peer);
+PyObject *aw_environ_build(const aw_environ_src_t *src);
+PyObject *aw_environ_minimal(const aw_environ_src_t *src);
+PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
+                              PyObject *url_scheme, PyObject *errors, int multiprocess,
+                              PyObject *input, PyObject *sentinel);
+int aw_environ_init_keys(aw_state_t *st);
+
+#endif

@@ -1,0 +1,80 @@
+/* parser.h: HTTP/1.x requests parsed with llhttp into plain C (aw_request_t).
+ *
+ * Pure C: no Python here, so the parser is fuzzed on its own (csrc/fuzz/fuzz_parser.c).
+ * Spans are offsets from the first byte of the request head ("base"), which the caller keeps
+ * contiguous in its buffer until the head has been used; the caller may move the buffer
+ * between feeds, passing the new base each time.
+ */
+#ifndef AW_PARSER_H
+#define AW_PARSER_H
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AW_CHUNK_LINE_MAX 4096 /* a chunk-size line with its extensions, at most */
+
+typedef struct {
+    uint32_t off, len;
+} aw_span_t;
+
+typedef struct {
+    aw_span_t name, value;
+} aw_field_t;
+
+/* One request head, copied out of llhttp; valid from AW_PARSE_HEAD until the next feed after
+ * AW_PARSE_END. */
+typedef struct {
+    int method; /* llhttp_method_t */
+    int http_major, http_minor;
+    aw_span_t target;
+    aw_field_t *fields;
+    int nfields;
+    unsigned long long content_length; /* when not chunked */
+    unsigned keep_alive : 1, chunked : 1, has_body : 1, expect_continue : 1, upgrade : 1;
+} aw_request_t;
+
+typedef enum {
+    AW_PARSE_MORE,    /* every byte given was consumed; more are needed */
+    AW_PARSE_HEAD,    /* a head is complete and valid: aw_parser_request() */
+    AW_PARSE_END,     /* the request, its body included, is complete */
+    AW_PARSE_ERROR,   /* malformed or over a limit: aw_parser_error() is the answer's status */
+} aw_parse_t;
+
+/* Body bytes as they are decoded (chunked framing removed). Returns 0, or the status of the
+ * error answer (e.g. 500 when they cannot be stored). */
+typedef int (*aw_body_cb)(void *ctx, const char *data, size_t len);
+
+typedef enum { AW_FIELD_NONE, AW_FIELD_NAME, AW_FIELD_VALUE } aw_field_state_t;
+typedef enum { AW_PAUSE_NONE, AW_PAUSE_HEAD, AW_PAUSE_CHUNK, AW_PAUSE_END } aw_pause_t;
+
+/* Fields are parser.c's alone. */
+typedef struct {
+    llhttp_t ll;
+    aw_request_t req;
+    int fcap;
+    aw_field_state_t fstate;
+    aw_pause_t pause;
+    const char *base;
+    size_t head_bytes, max_head;
+    unsigned long long body_bytes, max_body;
+    size_t chunk_line_seen;
+    aw_body_cb on_body;
+    void *ctx;
+    int error;
+    unsigned head_done : 1, msg_done : 1, head_told : 1, end_told : 1, at_chunk_line : 1;
+} aw_parser_t;
+
+void aw_parser_init(aw_parser_t *p, size_t max_head, unsigned long long max_body,
+                    aw_body_cb on_body, void *ctx);
+void aw_parser_free(aw_parser_t *p);
+void aw_parser_trim(aw_parser_t *p);
+aw_parse_t aw_parser_feed(aw_parser_t *p, const char *base, const char *data, size_t len,
+                          size_t *used);
+int aw_parser_pending(const aw_parser_t *p);
+int aw_parser_error(const aw_parser_t *p);
+int aw_parser_head_complete(const aw_parser_t *p);
+const aw_request_t *aw_parser_request(const aw_parser_t *p);
+int aw_request_find(const aw_request_t *r, const char *base, const char *lower_name);
+
+#endif

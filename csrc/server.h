@@ -1,0 +1,70 @@
+/* server.h: the Server type: one event loop serving one app on some listening sockets.
+ *
+ * The fields under "read by connections" are set by __init__ and only read afterwards; the
+ * shared machinery (loop, pool, timer lists, date) is used by connections through loop.h,
+ * pool.h and these functions. Everything runs on the thread in run(), with the GIL held except
+ * around the wait for events; stop() may come from any thread.
+ */
+#ifndef AW_SERVER_H
+#define AW_SERVER_H
+
+#include "compat.h"
+#include "log.h"
+#include "loop.h"
+#include "module.h"
+#include "options.h"
+#include "pool.h"
+#include "response.h"
+#include "trust.h"
+
+typedef struct aw_server aw_server_t;
+
+typedef struct aw_listener {
+    aw_io_t io;          /* io.fd is our dup() of the caller's socket, -1 once closed */
+    aw_server_t *srv;
+    int family;
+    PyObject *environ_tpl; /* the constant entries of every environ it produces */
+} aw_listener_t;
+
+typedef enum { AW_STOP_NONE, AW_STOP_GRACEFUL, AW_STOP_NOW } aw_stop_t;
+
+struct aw_server {
+    PyObject_HEAD
+    aw_state_t *st; /* borrowed: the module outlives its types' instances */
+    /* read by connections */
+    PyObject *app, *errors, *sentinel, *empty_input;
+    aw_options_t opt;
+    int stream_input; /* the option, or the app asked for it (aiowsgi.streaming_input) */
+    aw_log_t log;
+    aw_trust_t trust;
+    /* shared with connections */
+    aw_loop_t loop;
+    aw_pool_t pool;
+    aw_tlist_t t_header, t_keepalive, t_io, t_linger;
+    char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
+    size_t date_len;
+    time_t date_sec;
+    /* server.c's own */
+    aw_listener_t *listeners;
+    int nlisteners;
+    Py_buffer heartbeat;
+    int has_heartbeat;
+    size_t nconns;
+    unsigned long long requests;
+    int running, stopping, accepting;
+    long long stop_deadline_ms, accept_resume_ms;
+    aw_stop_t stop_req; /* atomic: set by stop(), taken by the loop */
+    double stop_timeout;
+    PyObject *fatal; /* a BaseException (KeyboardInterrupt, SystemExit) for run() to raise */
+};
+
+extern PyType_Spec aw_server_spec;
+
+void aw_server_conn_opened(aw_server_t *s);
+void aw_server_conn_closed(aw_server_t *s);
+void aw_server_request_done(aw_server_t *s);
+void aw_server_heartbeat(aw_server_t *s, int busy);
+void aw_server_set_fatal(aw_server_t *s);
+int aw_server_failed(const aw_server_t *s);
+
+#endif
