@@ -27,7 +27,10 @@ has_tool() {  # nginx lives in /usr/sbin, which is not on every user's PATH
 }
 
 check_build() {
-  command -v "$PYTHON" >/dev/null || { echo "sysdeps: no $PYTHON (apt-get install python3)" >&2; exit 1; }
+  if ! command -v "$PYTHON" >/dev/null; then
+    echo "sysdeps: no $PYTHON (apt-get install python3)" >&2
+    exit 1
+  fi
   # Debian splits the venv module's pip bootstrap and the C headers out of python3
   "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
   "$PYTHON" -c "import os, sysconfig; assert os.path.isfile(
@@ -65,7 +68,7 @@ wanted=("${missing[@]}")
 [ ${#wanted[@]} = 0 ] && exit 0
 if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
   echo "sysdeps: missing: ${wanted[*]}" >&2
-  echo "sysdeps: install them (README.rst, Installation), or run this as root on Debian or Ubuntu" >&2
+  echo "sysdeps: install them (README.rst, Installation), or run as root on Debian or Ubuntu" >&2
   exit 1
 fi
 
