@@ -9,36 +9,28 @@
 #   make conformance     the parser against h11 over 200,000 generated requests, a
 #                        fresh seed each run (printed: AIOWSGI_DIFF_SEED replays it)   ~80 s
 #   make hardening       all five
-PYTHON ?= python3
 FUZZ_SECONDS ?= 60
 
 .PHONY: hardening hardening-deps asan-test fuzz fuzz-corpus valgrind refcount-soak conformance
 
-# clang + compiler-rt for libFuzzer, valgrind, a debug CPython with pytest for the refcount soak
-hardening-deps:
-	@missing=""; \
-	command -v clang >/dev/null || missing="$$missing clang"; \
-	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
-	  || missing="$$missing libclang-rt-14-dev"; \
-	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
-	python3-dbg -c "import pytest, setuptools" 2>/dev/null \
-	  || missing="$$missing python3-dbg python3-dev python3-pytest python3-setuptools"; \
-	if [ -n "$$missing" ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+# The venv with the test dependencies and the in-place build (Makefile), plus clang with
+# libFuzzer, valgrind, and a debug CPython with pytest for the refcount soak, all from one
+# apt-get run.  The scripts get the venv's python as PYTHON.
+hardening-deps: SYSDEPS = build test hardening
+hardening-deps: build $(VENV)/test-deps
 
 asan-test: hardening-deps
-	tools/asan-test.sh
+	PYTHON=$(VPY) tools/asan-test.sh
 
 fuzz: hardening-deps
-	tools/fuzz.sh $(FUZZ_SECONDS)
+	PYTHON=$(VPY) tools/fuzz.sh $(FUZZ_SECONDS)
 
 # regenerate tests/fuzz_corpus from tools/make_fuzz_corpus.py
 fuzz-corpus:
 	$(PYTHON) tools/make_fuzz_corpus.py
 
 valgrind: hardening-deps
-	tools/valgrind.sh
+	PYTHON=$(VPY) tools/valgrind.sh
 
 refcount-soak: hardening-deps
 	tools/refcount-soak.sh
@@ -46,8 +38,8 @@ refcount-soak: hardening-deps
 DIFF_CASES ?= 200000
 DIFF_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 
-conformance: pydeps build
+conformance: build $(VENV)/test-deps
 	AIOWSGI_DIFF_CASES=$(DIFF_CASES) AIOWSGI_DIFF_SEED=$(DIFF_SEED) \
-	  $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/test_parser_agrees_with_h11.py
+	  $(VPY) -m pytest -q -s -p no:cacheprovider tests/test_parser_agrees_with_h11.py
 
 hardening: asan-test fuzz valgrind refcount-soak conformance
