@@ -129,7 +129,7 @@ aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct so
     c->lst = l;
     aw_parser_init(&c->parser, (size_t)s->opt.max_header_size,
                    (unsigned long long)s->opt.max_body_size, aw_body_store, &c->body);
-    aw_body_init(&c->body, s->st, (size_t)s->opt.spool_threshold);
+    aw_body_init(&c->body, (size_t)s->opt.spool_threshold);
     aw_response_init(&c->resp);
     aw_out_init(&c->out, &s->pool);
     aw_app_init(&c->app);
@@ -217,9 +217,11 @@ void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx)
     };
 }
 
-/* What environ.c needs; req is NULL while no head is complete. */
-static void environ_src(aw_conn_t *c, aw_environ_src_t *src, const aw_request_t *req)
+/* What environ.c needs; src->req is NULL while no head is complete. */
+void aw_conn_environ_src(aw_conn_t *c, aw_environ_src_t *src)
 {
+    const aw_request_t *req = aw_parser_head_complete(&c->parser) ? aw_parser_request(&c->parser)
+                                                                   : NULL;
     aw_server_t *s = c->srv;
     *src = (aw_environ_src_t){
         .st = s->st,
@@ -228,7 +230,6 @@ static void environ_src(aw_conn_t *c, aw_environ_src_t *src, const aw_request_t 
         .unix_listener = c->lst->family == AF_UNIX,
         .peer = &c->peer,
         .req = req,
-        .base = c->rbuf + c->head_start,
     };
 }
 
@@ -262,8 +263,7 @@ static void access_log(aw_conn_t *c)
     if (!aw_log_wants_access(&c->srv->log))
         return;
     aw_environ_src_t src;
-    environ_src(c, &src, aw_parser_head_complete(&c->parser) ? aw_parser_request(&c->parser)
-                                                             : NULL);
+    aw_conn_environ_src(c, &src);
     aw_wsgi_access_log(c, &src, c->t_start);
 }
 
@@ -289,22 +289,20 @@ static void wake_app(aw_conn_t *c)
         set_state(c, AW_CONN_APP);
 }
 
-/* The head is complete and valid: the environ, then the app (streaming input) or the body. */
+/* The head is complete and valid: the app is called now (streaming input) or once the body is
+ * in; the environ is built then. */
 static int on_head(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     const aw_request_t *req = aw_parser_request(&c->parser);
-    aw_environ_src_t src;
     c->t_start = aw_log_wants_access(&s->log) ? aw_log_clock() : 0;
-    environ_src(c, &src, req);
-    PyObject *environ = aw_environ_build(&src);
-    if (!environ)
-        return answer_error(c, 500);
-    aw_wsgi_begin(c, environ);
     c->continue_owed = req->expect_continue;
-    if (aw_body_begin(&c->body, req, environ, s->stream_input, s->sentinel, c) < 0)
+    int r = aw_body_begin(&c->body, req, s->stream_input);
+    if (r < 0) {
+        aw_log_message(&s->log, AW_LOG_ERROR, "cannot store a request body: %s", strerror(-r));
         return answer_error(c, 500);
-    c->head_start = c->rpos; /* the head lives on in the environ; its bytes can go */
+    }
+    c->head_start = c->rpos; /* the parser copied the head: its bytes can go */
     if (s->stream_input) {
         set_state(c, AW_CONN_APP); /* 100 Continue waits for the app's first read */
         return 0;
@@ -321,14 +319,11 @@ static int on_head(aw_conn_t *c)
  * body ended; or, if its response was already done, there is nothing to do. */
 static int on_end(aw_conn_t *c)
 {
-    if (c->state == AW_CONN_BODY) {
-        if (aw_body_finish(&c->body, aw_parser_request(&c->parser), aw_wsgi_environ(c)) < 0)
-            return answer_error(c, 500);
-        set_state(c, AW_CONN_APP);
-        return 0;
-    }
     aw_body_end(&c->body);
-    wake_app(c);
+    if (c->state == AW_CONN_BODY)
+        set_state(c, AW_CONN_APP);
+    else
+        wake_app(c);
     return 0;
 }
 
@@ -379,8 +374,8 @@ static int request_done(aw_conn_t *c)
     aw_wsgi_finish(c);
     access_log(c);
     int keep = keep_alive(c), input_read = aw_body_complete(&c->body);
-    aw_body_reset(&c->body);
     aw_wsgi_reset(c);
+    aw_body_reset(&c->body);
     aw_response_init(&c->resp);
     c->continue_owed = 0;
     c->t_start = 0;

@@ -2,15 +2,15 @@
  *
  * conn.c owns the struct's own fields (state, read buffer, timer, flags) and the composition;
  * each embedded part belongs to its file and is reached only through that file's functions:
- * parser (parser.c), body (input.c), resp (response.c), out (output.c), app (wsgi.c),
+ * parser (parser.c), body (body.c), resp (response.c), out (output.c), app (wsgi.c),
  * peer (environ.c). Everything here runs on the server's loop thread with the GIL held.
  */
 #ifndef AW_CONN_H
 #define AW_CONN_H
 
 #include "compat.h"
+#include "body.h"
 #include "environ.h"
-#include "input.h"
 #include "loop.h"
 #include "output.h"
 #include "parser.h"
@@ -60,6 +60,7 @@ int aw_conn_is_idle(const aw_conn_t *c);
 void aw_conn_input_read(aw_conn_t *c);
 int aw_conn_send(aw_conn_t *c);
 void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx);
+void aw_conn_environ_src(aw_conn_t *c, aw_environ_src_t *src);
 
 static inline aw_server_t *aw_conn_server(aw_conn_t *c)
 {

@@ -260,9 +260,9 @@ static int set_header(PyObject *d, PyObject *key, const char *v, size_t n)
 
 /* Every field as HTTP_* (CONTENT_TYPE, CONTENT_LENGTH). Sets *forwarded when X-Forwarded-For
  * or -Proto came. */
-static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, const char *base,
-                       int *forwarded)
+static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, int *forwarded)
 {
+    const char *base = req->head;
     for (int i = 0; i < req->nfields; i++) {
         const aw_field_t *f = &req->fields[i];
         const char *name = base + f->name.off, *v = base + f->value.off;
@@ -338,8 +338,8 @@ PyObject *aw_environ_build(const aw_environ_src_t *src)
         PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11 : st->v_http10) <
             0 ||
         set_peer(st, src->peer, d) < 0 ||
-        set_target(st, d, src->base + req->target.off, req->target.len) < 0 ||
-        set_headers(st, d, req, src->base, &forwarded) < 0)
+        set_target(st, d, req->head + req->target.off, req->target.len) < 0 ||
+        set_headers(st, d, req, &forwarded) < 0)
         goto error;
     /* a unix-socket peer is a local process the socket file's permissions let in (a reverse
      * proxy on the same host): trusted, as gunicorn does */
@@ -366,7 +366,7 @@ PyObject *aw_environ_minimal(const aw_environ_src_t *src)
                                ? st->methods[req->method]
                                : NULL; // borrowed
         if ((method && PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0) ||
-            set_str(d, st->k_RAW_URI, src->base + req->target.off, req->target.len) < 0 ||
+            set_str(d, st->k_RAW_URI, req->head + req->target.off, req->target.len) < 0 ||
             PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11
                                                                      : st->v_http10) < 0)
             goto error;

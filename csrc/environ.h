@@ -31,7 +31,6 @@ typedef struct {
     int unix_listener;        /* a unix-socket peer is a local proxy: trusted */
     aw_peer_t *peer;
     const aw_request_t *req;  /* NULL before a head is complete */
-    const char *base;         /* the head's first byte */
 } aw_environ_src_t;
 
 void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa);

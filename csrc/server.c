@@ -529,10 +529,7 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         return a.allow ? -1 : (PyErr_NoMemory(), -1);
     if (!(s->sentinel = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)))
         return -1;
-    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-    s->empty_input = empty ? aw_input_new_bytes(s->st, empty) : NULL;
-    Py_XDECREF(empty);
-    if (!s->empty_input)
+    if (!(s->empty_input = aw_input_new_memory(s->st, NULL, 0)))
         return -1;
     setup_timers(s);
     int r = aw_loop_init(&s->loop);

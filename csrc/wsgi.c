@@ -9,6 +9,7 @@
 #include "wsgi.h"
 #include "conn.h"
 #include "filewrapper.h"
+#include "input.h"
 #include "server.h"
 
 #include <structmember.h>
@@ -217,12 +218,6 @@ static aw_pump_t app_failed(aw_conn_t *c, const char *what)
 
 /* ---- the app call ------------------------------------------------------------------------ */
 
-void aw_wsgi_begin(aw_conn_t *c, PyObject *environ)
-{
-    aw_app_t *a = aw_conn_app(c);
-    Py_XSETREF(a->environ, environ);
-}
-
 PyObject *aw_wsgi_environ(aw_conn_t *c)
 {
     return aw_conn_app(c)->environ; // borrowed
@@ -253,12 +248,26 @@ static int take_file(aw_conn_t *c)
     return fd < 0 ? -1 : 0;
 }
 
+/* The environ of the request, with its wsgi.input. Returns 0, or -1 with an exception set. */
+static int make_environ(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_server_t *s = aw_conn_server(c);
+    aw_environ_src_t src;
+    aw_conn_environ_src(c, &src);
+    if (!(a->environ = aw_environ_build(&src)))
+        return -1;
+    return aw_input_attach(s->st, a->environ, aw_conn_body(c), c, s->sentinel, &a->input);
+}
+
 /* Call the app. Returns 0, or -1 with *failed set to what the pump must return. */
 static int call_app(aw_conn_t *c, aw_pump_t *failed)
 {
     aw_app_t *a = aw_conn_app(c);
     aw_server_t *s = aw_conn_server(c);
     a->called = 1;
+    if (make_environ(c) < 0)
+        return (*failed = app_failed(c, "cannot make the environ")), -1;
     if (!a->start_response && !(a->start_response = make_start_response(c)))
         return (*failed = app_failed(c, "cannot create start_response")), -1;
     PyObject *args[2] = {a->environ, a->start_response};
@@ -473,6 +482,8 @@ void aw_wsgi_file_sent(aw_conn_t *c)
 void aw_wsgi_reset(aw_conn_t *c)
 {
     aw_app_t *a = aw_conn_app(c);
+    aw_input_done(aw_conn_server(c)->st, a->input, aw_conn_body(c));
+    Py_CLEAR(a->input);
     Py_CLEAR(a->environ);
     Py_CLEAR(a->status);
     Py_CLEAR(a->headers);
