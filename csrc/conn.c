@@ -131,7 +131,7 @@ aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct so
                    (unsigned long long)s->opt.max_body_size, aw_body_store, &c->body);
     aw_body_init(&c->body, (size_t)s->opt.spool_threshold);
     aw_response_init(&c->resp);
-    aw_out_init(&c->out, &s->pool);
+    aw_out_init(&c->out, &s->pool, aw_server_release, s);
     aw_app_init(&c->app);
     aw_peer_set(&c->peer, sa);
     int r = aw_loop_watch(&s->loop, &c->io, EPOLLIN);

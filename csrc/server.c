@@ -79,6 +79,13 @@ int aw_server_failed(const aw_server_t *s)
     return s->fatal != NULL;
 }
 
+/* A Python object the send queue held (output.c's release callback). */
+void aw_server_release(void *server, void *ref)
+{
+    (void)server;
+    Py_DECREF((PyObject *)ref);
+}
+
 /* ---- accepting --------------------------------------------------------------------------- */
 
 static void listeners_watch(aw_server_t *s, int on)

@@ -66,5 +66,6 @@ void aw_server_request_done(aw_server_t *s);
 void aw_server_heartbeat(aw_server_t *s, int busy);
 void aw_server_set_fatal(aw_server_t *s);
 int aw_server_failed(const aw_server_t *s);
+void aw_server_release(void *server, void *ref);
 
 #endif
