@@ -42,8 +42,8 @@ int aw_environ_init_keys(aw_state_t *st)
 }
 
 PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
-                              PyObject *url_scheme, PyObject *errors, int multiprocess,
-                              PyObject *input, PyObject *sentinel)
+                              PyObject *url_scheme, PyObject *errors, int multithread,
+                              int multiprocess, PyObject *input, PyObject *sentinel)
 {
     PyObject *d = PyDict_New();
     if (!d)
@@ -57,7 +57,7 @@ PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *s
         {.key = st->k_wsgi_version, .value = st->v_wsgi_version},
         {.key = st->k_wsgi_url_scheme, .value = url_scheme},
         {.key = st->k_wsgi_errors, .value = errors},
-        {.key = st->k_wsgi_multithread, .value = Py_False},
+        {.key = st->k_wsgi_multithread, .value = multithread ? Py_True : Py_False},
         {.key = st->k_wsgi_multiprocess, .value = multiprocess ? Py_True : Py_False},
         {.key = st->k_wsgi_run_once, .value = Py_False},
         {.key = st->k_wsgi_file_wrapper, .value = (PyObject *)st->filewrapper_type},
@@ -95,6 +95,11 @@ void aw_peer_clear(aw_peer_t *peer)
 {
     Py_CLEAR(peer->addr);
     Py_CLEAR(peer->port_str);
+}
+
+int aw_peer_holds_objects(const aw_peer_t *peer)
+{
+    return peer->addr || peer->port_str;
 }
 
 /* REMOTE_ADDR and REMOTE_PORT ("" for a unix socket), made once per connection. */

@@ -35,11 +35,12 @@ typedef struct {
 
 void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa);
 void aw_peer_clear(aw_peer_t *peer);
+int aw_peer_holds_objects(const aw_peer_t *peer);
 PyObject *aw_environ_build(const aw_environ_src_t *src);
 PyObject *aw_environ_minimal(const aw_environ_src_t *src);
 PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
-                              PyObject *url_scheme, PyObject *errors, int multiprocess,
-                              PyObject *input, PyObject *sentinel);
+                              PyObject *url_scheme, PyObject *errors, int multithread,
+                              int multiprocess, PyObject *input, PyObject *sentinel);
 int aw_environ_init_keys(aw_state_t *st);
 
 #endif

@@ -5,11 +5,13 @@
  * does), and the intrusive timer lists. Must not include Python.h, nor know what the
  * registered descriptors are: the owner of each aw_io_t handles its events.
  */
+#define _GNU_SOURCE /* CLOCK_*_COARSE, epoll_pwait */
 #include "loop.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void on_wake(aw_io_t *io, uint32_t events)
@@ -55,16 +57,32 @@ int aw_loop_watch(aw_loop_t *loop, aw_io_t *io, uint32_t events)
     return 0;
 }
 
-/* Wait for events (at most timeout_ms; -1: no limit), then refresh the clock. Returns the
- * number of events, 0 on a timeout or a signal, or -errno. */
-int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, int timeout_ms)
+/* epoll_pwait2 (Linux 5.11) takes a timeout in nanoseconds; epoll_pwait's is rounded up to the
+ * millisecond. */
+static int wait_events(aw_loop_t *loop, struct epoll_event *events, int max, long long timeout_ns,
+                       const sigset_t *mask)
 {
-    int n = epoll_wait(loop->epfd, events, max, timeout_ms);
+#ifdef SYS_epoll_pwait2
+    struct timespec ts = {.tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL};
+    int n = (int)syscall(SYS_epoll_pwait2, loop->epfd, events, max, timeout_ns < 0 ? NULL : &ts,
+                         mask, (size_t)(_NSIG / 8));
+    if (n >= 0 || errno != ENOSYS)
+        return n;
+#endif
+    int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
+    return epoll_pwait(loop->epfd, events, max, ms, mask);
+}
+
+/* Wait for events (at most timeout_ns; -1: no limit), with the signal mask set to mask during
+ * the wait if it is not NULL, then refresh the clock. Returns the number of events, -EINTR when
+ * a signal came, or another -errno. */
+int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, long long timeout_ns,
+                 const sigset_t *mask)
+{
+    int n = wait_events(loop, events, max, timeout_ns, mask);
     int err = n < 0 ? errno : 0;
     aw_loop_refresh_clock(loop);
-    if (n >= 0)
-        return n;
-    return err == EINTR ? 0 : -err;
+    return n >= 0 ? n : -err;
 }
 
 /* Make a concurrent or the next aw_loop_poll() return. Safe from any thread. */

@@ -7,6 +7,7 @@
 #ifndef AW_LOOP_H
 #define AW_LOOP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -47,7 +48,8 @@ typedef struct {
 int aw_loop_init(aw_loop_t *loop);
 void aw_loop_close(aw_loop_t *loop);
 int aw_loop_watch(aw_loop_t *loop, aw_io_t *io, uint32_t events);
-int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, int timeout_ms);
+int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, long long timeout_ns,
+                 const sigset_t *mask);
 int aw_loop_wake(aw_loop_t *loop);
 void aw_loop_refresh_clock(aw_loop_t *loop);
 

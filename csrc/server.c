@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/un.h>
@@ -25,29 +26,31 @@
 
 /* ---- what connections report ------------------------------------------------------------- */
 
+/* The counters are the loop's; Python reads them from any thread (atomic). */
 void aw_server_conn_opened(aw_server_t *s)
 {
-    s->nconns++;
+    __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
 }
 
 void aw_server_conn_closed(aw_server_t *s)
 {
-    s->nconns--;
+    __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
 }
 
 void aw_server_request_done(aw_server_t *s)
 {
-    s->requests++;
+    unsigned long long n = __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
     /* taken at the top of the loop: the caller is in the middle of a connection */
-    if (s->opt.max_requests && s->requests >= (unsigned long long)s->opt.max_requests &&
+    if (s->opt.max_requests && n >= (unsigned long long)s->opt.max_requests &&
         !s->stopping && __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) == AW_STOP_NONE) {
         s->stop_timeout = 30.0;
         __atomic_store_n(&s->stop_req, AW_STOP_GRACEFUL, __ATOMIC_RELEASE);
     }
 }
 
-/* While the app runs, the CLOCK_MONOTONIC time (ns) its call began; 0 when none runs. */
-void aw_server_heartbeat(aw_server_t *s, int busy)
+/* While an app call runs, the CLOCK_MONOTONIC time (ns) it began, in the caller's slot (0: the
+ * loop's thread, 1..N: the pool's threads); 0 when none runs. The master reads every slot. */
+void aw_server_heartbeat(aw_server_t *s, int slot, int busy)
 {
     if (!s->has_heartbeat)
         return;
@@ -57,11 +60,11 @@ void aw_server_heartbeat(aw_server_t *s, int busy)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     }
-    __atomic_store_n((uint64_t *)s->heartbeat.buf, v, __ATOMIC_RELAXED);
+    __atomic_store_n((uint64_t *)s->heartbeat.buf + slot, v, __ATOMIC_RELAXED);
 }
 
 /* The app raised a BaseException that is not an Exception (KeyboardInterrupt, SystemExit):
- * the server stops and run() raises it. */
+ * the server stops and run() raises it. With the GIL. */
 void aw_server_set_fatal(aw_server_t *s)
 {
     PyObject *t, *v, *tb;
@@ -72,18 +75,75 @@ void aw_server_set_fatal(aw_server_t *s)
     Py_XSETREF(s->fatal, v);
     Py_XDECREF(t);
     Py_XDECREF(tb);
+    __atomic_store_n(&s->failed, 1, __ATOMIC_RELEASE);
 }
 
 int aw_server_failed(const aw_server_t *s)
 {
-    return s->fatal != NULL;
+    return __atomic_load_n(&s->failed, __ATOMIC_ACQUIRE);
+}
+
+/* A graceful stop has begun: responses say Connection: close. */
+int aw_server_stopping(const aw_server_t *s)
+{
+    return __atomic_load_n(&s->stopping, __ATOMIC_RELAXED);
+}
+
+/* Drop obj now if this thread holds the GIL, else on a thread of the pool. */
+void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action)
+{
+    if (!aw_threads_gil_held()) {
+        aw_threads_defer(s->threads, obj, action);
+        return;
+    }
+    if (action == AW_DEFER_CLOSE) {
+        PyObject *r = PyObject_CallMethodNoArgs(obj, s->st->s_close);
+        if (!r)
+            aw_log_exception(&s->log, "exception in the response iterable's close()");
+        Py_XDECREF(r);
+    }
+    Py_DECREF(obj);
 }
 
 /* A Python object the send queue held (output.c's release callback). */
 void aw_server_release(void *server, void *ref)
 {
-    (void)server;
-    Py_DECREF((PyObject *)ref);
+    aw_server_defer(server, ref, AW_DEFER_DECREF);
+}
+
+/* A READY connection's request waits, in order, for room in the pool. */
+void aw_server_wait(aw_server_t *s, aw_conn_t *c)
+{
+    c->wait_prev = s->wait_tail;
+    c->wait_next = NULL;
+    if (s->wait_tail)
+        s->wait_tail->wait_next = c;
+    else
+        s->wait_head = c;
+    s->wait_tail = c;
+}
+
+void aw_server_unwait(aw_server_t *s, aw_conn_t *c)
+{
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        s->wait_head = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    else
+        s->wait_tail = c->wait_prev;
+    c->wait_prev = c->wait_next = NULL;
+}
+
+/* Requests that waited go to the pool while it has room, oldest first. */
+static void admit_waiting(aw_server_t *s)
+{
+    while (s->wait_head && aw_threads_backlog(s->threads) < s->opt.max_queue) {
+        aw_conn_t *c = s->wait_head;
+        aw_server_unwait(s, c);
+        aw_conn_room(c);
+    }
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -222,18 +282,20 @@ static void close_connections(aw_server_t *s, int only_idle)
             t = next;
         }
     }
+    while (!only_idle && s->wait_head)
+        aw_conn_close(s->wait_head); /* READY: on no timer list */
 }
 
 static void begin_stop(aw_server_t *s, aw_stop_t how, double timeout)
 {
     listeners_close(s);
     if (how == AW_STOP_NOW) {
-        s->stopping = 1;
+        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
         s->stop_deadline_ms = s->loop.now_ms;
         return;
     }
     if (!s->stopping) {
-        s->stopping = 1;
+        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
         s->stop_deadline_ms = s->loop.now_ms + (long long)(timeout * 1000);
     }
     close_connections(s, 1);
@@ -249,32 +311,65 @@ static void refresh_date(aw_server_t *s)
     }
 }
 
-/* One turn: a stop request, the wait (without the GIL), the events, the timers. Returns 0 to
- * go on, 1 when the loop is done, -1 with an exception set. */
-static int turn(aw_server_t *s, struct epoll_event *events)
+/* Wait for events. Alone, the loop holds the GIL and releases it for the wait, then runs
+ * Python's signal handlers; with a pool it has no GIL, and signals (blocked outside the wait)
+ * interrupt the wait: it takes the GIL to run their handlers. Returns the number of events, or
+ * -1 when the loop must end (a handler raised, or epoll failed). */
+static int wait_events(aw_server_t *s, struct epoll_event *events, long long timeout_ns,
+                       const sigset_t *waitmask)
+{
+    int n, check = 1;
+    if (!s->threads) {
+        Py_BEGIN_ALLOW_THREADS
+        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns, NULL);
+        Py_END_ALLOW_THREADS
+    } else {
+        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns, waitmask);
+        check = n == -EINTR;
+    }
+    if (n == -EINTR)
+        n = 0;
+    if (n < 0) {
+        s->loop_errno = -n;
+        return -1;
+    }
+    if (check) {
+        PyGILState_STATE g = PyGILState_Ensure();
+        if (PyErr_CheckSignals() < 0)
+            aw_server_set_fatal(s);
+        PyGILState_Release(g);
+    }
+    return aw_server_failed(s) ? -1 : n;
+}
+
+/* One turn: a stop request, the wait, the events, the jobs the pool handed back, the timers.
+ * Returns 0 to go on, 1 when the loop is done. */
+static int turn(aw_server_t *s, struct epoll_event *events, const sigset_t *waitmask)
 {
     aw_stop_t req = __atomic_exchange_n(&s->stop_req, AW_STOP_NONE, __ATOMIC_ACQ_REL);
     if (req != AW_STOP_NONE)
         begin_stop(s, req, s->stop_timeout);
     if (s->stopping && (s->nconns == 0 || s->loop.now_ms >= s->stop_deadline_ms))
         return 1;
-    int timeout = next_timeout_ms(s), n;
-    Py_BEGIN_ALLOW_THREADS
-    n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout);
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        errno = -n;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    long long timeout = next_timeout_ms(s) * 1000000LL;
+    long long tick = s->threads ? aw_threads_tick(s->threads) : -1;
+    int n = wait_events(s, events, tick >= 0 && tick < timeout ? tick : timeout, waitmask);
+    if (n < 0)
+        return 1;
     refresh_date(s);
-    if (PyErr_CheckSignals() < 0)
-        return -1;
-    for (int i = 0; i < n && !s->fatal; i++) {
+    for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
     }
-    if (s->fatal)
+    if (s->threads) {
+        aw_job_t *job = aw_threads_completed(s->threads), *next;
+        for (; job; job = next) {
+            next = job->next;
+            aw_conn_job_done(job);
+        }
+        admit_waiting(s);
+    }
+    if (aw_server_failed(s))
         return 1;
     expire_timers(s);
     if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
@@ -282,10 +377,62 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     return 0;
 }
 
+/* Signals the loop of a pool takes only while it waits (so that one cannot slip in between a
+ * check and the wait): every asynchronous one. */
+static void block_signals(sigset_t *old)
+{
+    static const int sync[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+    sigset_t block;
+    sigfillset(&block);
+    for (size_t i = 0; i < sizeof(sync) / sizeof(sync[0]); i++)
+        sigdelset(&block, sync[i]);
+    pthread_sigmask(SIG_BLOCK, &block, old);
+}
+
+/* The loop with an app thread pool (the GIL held on entry and on return; released between). */
+static void run_pool(aw_server_t *s, struct epoll_event *events)
+{
+    aw_threads_t *t = calloc(1, sizeof(*t));
+    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, s, &s->loop) : -ENOMEM;
+    if (r < 0) {
+        s->loop_errno = -r;
+        free(t); /* (threads that did start wait, unwoken: a failed start leaks them) */
+        return;
+    }
+    s->threads = t;
+    sigset_t waitmask;
+    block_signals(&waitmask);
+    PyThreadState *ts = PyEval_SaveThread();
+    while (turn(s, events, &waitmask) == 0) {
+    }
+    close_connections(s, 0); /* their Python side goes to the pool, which finishes its queue */
+    listeners_close(s);
+    long long grace = s->stopping ? s->stop_deadline_ms - s->loop.now_ms : 1000;
+    int left = aw_threads_stop(t, aw_threads_now_ns() + (grace > 0 ? grace : 0) * 1000000LL);
+    PyEval_RestoreThread(ts);
+    pthread_sigmask(SIG_SETMASK, &waitmask, NULL);
+    aw_job_t *job = aw_threads_completed(t), *next;
+    for (; job; job = next) { /* handed back after the loop ended */
+        next = job->next;
+        aw_conn_close(aw_container_of(job, aw_conn_t, job));
+    }
+    if (left) { /* app calls past the graceful timeout: their threads keep the server */
+        aw_log_message(&s->log, AW_LOG_WARNING,
+                       "%d app thread(s) still running past the graceful timeout: abandoned",
+                       left);
+        Py_INCREF(s);
+        return;
+    }
+    s->threads = NULL;
+    aw_threads_free(t);
+    free(t);
+}
+
 static PyObject *raise_fatal(aw_server_t *s)
 {
     PyObject *exc = s->fatal;
     s->fatal = NULL;
+    __atomic_store_n(&s->failed, 0, __ATOMIC_RELAXED);
     if (!PyErr_Occurred())
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
     Py_DECREF(exc);
@@ -302,20 +449,25 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
     if (s->nlisteners > 0 && s->listeners[0].io.fd < 0)
         Py_RETURN_NONE; /* stop() came first (a race with a starting thread): nothing to do */
     s->running = 1;
-    s->stopping = 0;
+    __atomic_store_n(&s->stopping, 0, __ATOMIC_RELAXED);
     aw_loop_refresh_clock(&s->loop);
     refresh_date(s);
     listeners_watch(s, 1);
-    int r;
-    while ((r = turn(s, events)) == 0) {
-    }
+    if (s->opt.threads > 1)
+        run_pool(s, events);
+    else
+        while (turn(s, events, NULL) == 0) {
+        }
     close_connections(s, 0);
     listeners_close(s);
     s->running = 0;
     if (s->fatal)
         return raise_fatal(s);
-    if (r < 0)
-        return NULL;
+    if (s->loop_errno) {
+        errno = s->loop_errno;
+        s->loop_errno = 0;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_RETURN_NONE;
 }
 
@@ -330,8 +482,9 @@ static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
     /* Stop accepting at once, even if the loop is busy in an app call, so that new connections
      * are refused rather than parked in the backlog. Safe from any thread: every accept and
      * epoll_ctl on a listener happens with the GIL held, as here, and a listener event still
-     * queued in the loop's batch is ignored once accepting is off. */
-    if (s->loop.epfd >= 0)
+     * queued in the loop's batch is ignored once accepting is off. The loop of a pool holds no
+     * GIL and is never busy in an app call: it closes them itself, on its next turn. */
+    if (s->loop.epfd >= 0 && s->opt.threads == 1)
         listeners_close(s);
     /* an immediate stop wins over a graceful one already asked for */
     aw_stop_t want = graceful ? AW_STOP_GRACEFUL : AW_STOP_NOW;
@@ -408,7 +561,8 @@ static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObj
     }
     if (socket_names(l->io.fd, &l->family, &name, &port, s->st->v_empty) == 0)
         l->environ_tpl = aw_environ_template(s->st, name, port, scheme, s->errors,
-                                             (int)s->opt.multiprocess, s->empty_input,
+                                             s->opt.threads > 1, (int)s->opt.multiprocess,
+                                             s->empty_input,
                                              s->stream_input ? s->sentinel : NULL);
     Py_XDECREF(name);
     Py_XDECREF(port);
@@ -452,11 +606,14 @@ static int setup_heartbeat(aw_server_t *s, PyObject *heartbeat)
     if (PyObject_GetBuffer(heartbeat, &s->heartbeat, PyBUF_WRITABLE) < 0)
         return -1;
     s->has_heartbeat = 1;
-    if (s->heartbeat.len < 8 || ((uintptr_t)s->heartbeat.buf & 7)) {
-        PyErr_SetString(PyExc_ValueError, "heartbeat must be an aligned buffer of 8+ bytes");
+    /* the loop's slot, and one per app thread when there is a pool */
+    Py_ssize_t need = 8 * (s->opt.threads > 1 ? (Py_ssize_t)s->opt.threads + 1 : 1);
+    if (s->heartbeat.len < need || ((uintptr_t)s->heartbeat.buf & 7)) {
+        PyErr_Format(PyExc_ValueError, "heartbeat must be an aligned buffer of %zd+ bytes", need);
         return -1;
     }
-    aw_server_heartbeat(s, 0);
+    for (Py_ssize_t slot = 0; slot < need / 8; slot++)
+        aw_server_heartbeat(s, (int)slot, 0);
     return 0;
 }
 
@@ -609,12 +766,12 @@ static void Server_dealloc(aw_server_t *s)
 
 static PyObject *Server_get_requests(aw_server_t *s, void *Py_UNUSED(c))
 {
-    return PyLong_FromUnsignedLongLong(s->requests);
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(&s->requests, __ATOMIC_RELAXED));
 }
 
 static PyObject *Server_get_connections(aw_server_t *s, void *Py_UNUSED(c))
 {
-    return PyLong_FromSize_t(s->nconns);
+    return PyLong_FromSize_t(__atomic_load_n(&s->nconns, __ATOMIC_RELAXED));
 }
 
 static PyObject *Server_get_sentinel(aw_server_t *s, void *Py_UNUSED(c))

@@ -44,6 +44,7 @@ void aw_wsgi_finish(struct aw_conn *c);
 void aw_wsgi_file_sent(struct aw_conn *c);
 void aw_wsgi_reset(struct aw_conn *c);
 void aw_wsgi_detach(struct aw_conn *c);
+int aw_wsgi_holds_objects(struct aw_conn *c);
 void aw_wsgi_access_log(struct aw_conn *c, const aw_environ_src_t *src, double t_start);
 
 #endif

@@ -1,0 +1,297 @@
+/* threads.c: the app thread pool.
+ *
+ * Owns: the threads, their queue of jobs, the list of jobs handed back to the loop, and the
+ * Python references deferred by the loop (dropped by a thread, with the GIL). Policy: a job is
+ * taken by a thread that is already running jobs if one is (it keeps the GIL from one job to
+ * the next); an idle thread is woken at once only when none is, and otherwise when the first
+ * job has waited AW_HANDOFF_NS (the running ones are blocked in the app, say on a database), so
+ * that fast apps run on one thread without GIL ping-pong and slow ones on as many as they need.
+ * Must not touch a job's insides: the run callback does.
+ */
+#include "threads.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+long long aw_threads_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Whether this thread holds the GIL (the loop of a pool does not). */
+int aw_threads_gil_held(void)
+{
+    return PyGILState_Check();
+}
+
+static aw_job_t *pop(aw_threads_t *t)
+{
+    aw_job_t *job = t->head;
+    if (job) {
+        t->head = job->next;
+        if (!t->head)
+            t->tail = NULL;
+        job->next = NULL;
+        __atomic_fetch_sub(&t->queued, 1, __ATOMIC_RELAXED);
+    }
+    return job;
+}
+
+/* ---- on the threads ---------------------------------------------------------------------- */
+
+/* Without the GIL: the next job, or NULL when the pool stops and the queue is empty. */
+static aw_job_t *wait_job(aw_threads_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    while (!t->head && !t->stopping) {
+        t->idle++;
+        pthread_cond_wait(&t->work, &t->lock);
+        t->idle--;
+    }
+    aw_job_t *job = pop(t);
+    if (job)
+        t->active++;
+    pthread_mutex_unlock(&t->lock);
+    return job;
+}
+
+/* With the GIL: the next job if one is queued, without waiting (the GIL is kept). */
+static aw_job_t *next_job(aw_threads_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    aw_job_t *job = pop(t);
+    if (!job)
+        t->active--;
+    pthread_mutex_unlock(&t->lock);
+    return job;
+}
+
+static void *thread_main(void *arg)
+{
+    aw_worker_t *w = arg;
+    aw_threads_t *t = w->pool;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyThreadState *ts = PyEval_SaveThread();
+    aw_job_t *job;
+    while ((job = wait_job(t))) {
+        PyEval_RestoreThread(ts);
+        do {
+            aw_threads_drain(t);
+            t->run(t->ctx, job, w);
+        } while ((job = next_job(t)));
+        ts = PyEval_SaveThread();
+    }
+    PyEval_RestoreThread(ts);
+    PyGILState_Release(g);
+    return NULL;
+}
+
+/* A thread hands its job back to the loop, and wakes it unless it is already woken. */
+void aw_threads_complete(aw_threads_t *t, aw_job_t *job)
+{
+    pthread_mutex_lock(&t->lock);
+    job->next = t->done;
+    t->done = job;
+    int wake = !t->wake_pending;
+    t->wake_pending = 1;
+    pthread_mutex_unlock(&t->lock);
+    if (wake)
+        aw_loop_wake(t->loop);
+}
+
+/* This thread's "Date: ...\r\n", formatted again when the second changes. */
+void aw_worker_date(aw_worker_t *w, const char **date, size_t *len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec != w->date_sec) {
+        w->date_sec = ts.tv_sec;
+        w->date_len = aw_format_date(ts.tv_sec, w->date);
+    }
+    *date = w->date;
+    *len = w->date_len;
+}
+
+/* ---- on the loop ------------------------------------------------------------------------- */
+
+/* Queue a job; urgent ones (a suspended response to resume, a connection to clean up) go
+ * first: they hold resources already. */
+void aw_threads_submit(aw_threads_t *t, aw_job_t *job, int urgent)
+{
+    job->queued_ns = aw_threads_now_ns();
+    pthread_mutex_lock(&t->lock);
+    job->next = NULL;
+    if (!t->head) {
+        t->head = t->tail = job;
+    } else if (urgent) {
+        job->next = t->head;
+        t->head = job;
+    } else {
+        t->tail->next = job;
+        t->tail = job;
+    }
+    __atomic_fetch_add(&t->queued, 1, __ATOMIC_RELAXED);
+    if (t->idle > 0 && t->active == 0)
+        pthread_cond_signal(&t->work); /* nobody is running jobs: wake one now */
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Jobs queued and not yet taken (a snapshot: threads only ever lower it). */
+int aw_threads_backlog(aw_threads_t *t)
+{
+    return __atomic_load_n(&t->queued, __ATOMIC_RELAXED);
+}
+
+/* Once per loop turn: wake an idle thread for a job that has waited too long. Returns the
+ * nanoseconds until it should be called again, or -1 when nothing waits. */
+long long aw_threads_tick(aw_threads_t *t)
+{
+    long long wait = -1;
+    pthread_mutex_lock(&t->lock);
+    if (t->head && t->idle > 0) {
+        long long age = aw_threads_now_ns() - t->head->queued_ns;
+        if (age >= AW_HANDOFF_NS)
+            pthread_cond_signal(&t->work);
+        wait = age >= AW_HANDOFF_NS ? AW_HANDOFF_NS : AW_HANDOFF_NS - age;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return wait;
+}
+
+/* The jobs handed back since the last call, oldest first. */
+aw_job_t *aw_threads_completed(aw_threads_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    aw_job_t *list = t->done;
+    t->done = NULL;
+    t->wake_pending = 0;
+    pthread_mutex_unlock(&t->lock);
+    aw_job_t *ordered = NULL;
+    while (list) {
+        aw_job_t *next = list->next;
+        list->next = ordered;
+        ordered = list;
+        list = next;
+    }
+    return ordered;
+}
+
+/* Drop obj later, on a thread with the GIL (closing it first for AW_DEFER_CLOSE). Safe from any
+ * thread, GIL or not. */
+void aw_threads_defer(aw_threads_t *t, PyObject *obj, aw_defer_t action)
+{
+    pthread_mutex_lock(&t->lock);
+    if (t->ndeferred == t->deferred_cap) {
+        int cap = t->deferred_cap ? t->deferred_cap * 2 : 64;
+        aw_deferred_t *d = realloc(t->deferred, (size_t)cap * sizeof(*d));
+        if (!d) { /* out of memory: the object leaks rather than being freed without the GIL */
+            pthread_mutex_unlock(&t->lock);
+            return;
+        }
+        t->deferred = d;
+        t->deferred_cap = cap;
+    }
+    t->deferred[t->ndeferred] = (aw_deferred_t){.obj = obj, .action = action};
+    __atomic_store_n(&t->ndeferred, t->ndeferred + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* With the GIL: drop (or close, then drop) what was deferred. */
+void aw_threads_drain(aw_threads_t *t)
+{
+    if (__atomic_load_n(&t->ndeferred, __ATOMIC_RELAXED) == 0)
+        return;
+    pthread_mutex_lock(&t->lock);
+    aw_deferred_t *items = t->deferred;
+    int n = t->ndeferred;
+    t->deferred = NULL;
+    t->deferred_cap = 0;
+    __atomic_store_n(&t->ndeferred, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < n; i++) {
+        if (items[i].action == AW_DEFER_CLOSE) {
+            PyObject *r = PyObject_CallMethod(items[i].obj, "close", NULL);
+            if (!r)
+                PyErr_WriteUnraisable(items[i].obj);
+            Py_XDECREF(r);
+        }
+        Py_DECREF(items[i].obj);
+    }
+    free(items);
+}
+
+/* ---- life -------------------------------------------------------------------------------- */
+
+/* Start n threads (the GIL held). Returns 0 or -errno. */
+int aw_threads_start(aw_threads_t *t, int n, aw_job_fn run, void *ctx, aw_loop_t *loop)
+{
+    *t = (aw_threads_t){.nthreads = n, .run = run, .ctx = ctx, .loop = loop};
+    if (!(t->workers = calloc((size_t)n, sizeof(aw_worker_t))))
+        return -ENOMEM;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->work, NULL);
+    /* the threads start with every signal blocked: signals are the loop thread's */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = 0;
+    for (int i = 0; i < n && !err; i++) {
+        aw_worker_t *w = &t->workers[i];
+        *w = (aw_worker_t){.pool = t, .slot = i + 1};
+        err = pthread_create(&w->tid, NULL, thread_main, w);
+        w->started = err == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -err;
+}
+
+/* Without the GIL: let the threads finish the queue, then wait for them until deadline_ns
+ * (CLOCK_MONOTONIC; 0: no limit). Returns how many are still running (abandoned: they end
+ * after their job, and the pool must then stay allocated). */
+int aw_threads_stop(aw_threads_t *t, long long deadline_ns)
+{
+    pthread_mutex_lock(&t->lock);
+    t->stopping = 1;
+    pthread_cond_broadcast(&t->work);
+    pthread_mutex_unlock(&t->lock);
+    int left = 0;
+    for (int i = 0; i < t->nthreads; i++) {
+        aw_worker_t *w = &t->workers[i];
+        if (!w->started)
+            continue;
+        if (!deadline_ns) {
+            pthread_join(w->tid, NULL);
+            w->started = 0;
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long long left_ns = deadline_ns - aw_threads_now_ns();
+        left_ns = left_ns > 0 ? left_ns : 0;
+        until.tv_sec += left_ns / 1000000000LL;
+        until.tv_nsec += left_ns % 1000000000LL;
+        if (until.tv_nsec >= 1000000000L)
+            until.tv_sec++, until.tv_nsec -= 1000000000L;
+        if (pthread_timedjoin_np(w->tid, NULL, &until) == 0)
+            w->started = 0;
+        else
+            left++;
+    }
+    return left;
+}
+
+/* Every thread has ended; the GIL is held (what was deferred is dropped). */
+void aw_threads_free(aw_threads_t *t)
+{
+    aw_threads_drain(t);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->work);
+    free(t->workers);
+    free(t->deferred);
+    *t = (aw_threads_t){.nthreads = 0};
+}
