@@ -759,7 +759,7 @@ static void on_event(aw_io_t *io, uint32_t events)
     aw_conn_t *c = aw_container_of(io, aw_conn_t, io);
     if (c->state == AW_CONN_APP && c->srv->threads) {
         /* an app thread owns it: quiet until it is handed back (watch() then registers it) */
-        aw_loop_watch(&c->srv->loop, &c->io, 0);
+        aw_loop_unwatch(&c->srv->loop, &c->io);
         return;
     }
     if (events & EPOLLERR) {

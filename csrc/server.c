@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/un.h>
@@ -158,7 +157,7 @@ static void listeners_watch(aw_server_t *s, int on)
          * accepting right then would swallow the wake-up while its siblings sleep on a queued
          * connection. Every worker hears of it; one accept4 wins, the rest see EAGAIN; cheap at
          * worker counts of a few per core. */
-        int r = aw_loop_watch(&s->loop, &l->io, on ? EPOLLIN : 0);
+        int r = on ? aw_loop_watch(&s->loop, &l->io, EPOLLIN) : aw_loop_unwatch(&s->loop, &l->io);
         if (r < 0 && on)
             aw_log_message(&s->log, AW_LOG_ERROR, "cannot watch listening socket %d: %s",
                            l->io.fd, strerror(-r));
@@ -311,40 +310,47 @@ static void refresh_date(aw_server_t *s)
     }
 }
 
-/* Wait for events. Alone, the loop holds the GIL and releases it for the wait, then runs
- * Python's signal handlers; with a pool it has no GIL, and signals (blocked outside the wait)
- * interrupt the wait: it takes the GIL to run their handlers. Returns the number of events, or
- * -1 when the loop must end (a handler raised, or epoll failed). */
-static int wait_events(aw_server_t *s, struct epoll_event *events, long long timeout_ns,
-                       const sigset_t *waitmask)
+/* Wait for events. Alone, the loop holds the GIL and releases it for the wait; with a pool it
+ * has none. Returns the number of events, or -1 (epoll failed). The wake-up pipe is Python's
+ * signal wake-up fd: a signal that lands between the check of signals and the wait still ends
+ * the wait. */
+static int wait_events(aw_server_t *s, struct epoll_event *events, long long timeout_ns)
 {
-    int n, check = 1;
+    int n;
     if (!s->threads) {
         Py_BEGIN_ALLOW_THREADS
-        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns, NULL);
+        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns);
         Py_END_ALLOW_THREADS
+        if (n >= 0 || n == -EINTR)
+            s->loop.signalled = 1; /* alone, the loop checks after every wait: it is cheap */
     } else {
-        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns, waitmask);
-        check = n == -EINTR;
+        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns);
+        s->loop.signalled |= n == -EINTR;
     }
     if (n == -EINTR)
         n = 0;
-    if (n < 0) {
+    if (n < 0)
         s->loop_errno = -n;
-        return -1;
-    }
-    if (check) {
-        PyGILState_STATE g = PyGILState_Ensure();
-        if (PyErr_CheckSignals() < 0)
-            aw_server_set_fatal(s);
-        PyGILState_Release(g);
-    }
-    return aw_server_failed(s) ? -1 : n;
+    return n;
+}
+
+/* Run Python's signal handlers if a signal came (the wake-up pipe's reader noted its byte).
+ * Returns -1 if one raised: the loop ends and run() raises it. */
+static int check_signals(aw_server_t *s)
+{
+    if (!s->loop.signalled)
+        return 0;
+    s->loop.signalled = 0;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (PyErr_CheckSignals() < 0)
+        aw_server_set_fatal(s);
+    PyGILState_Release(g);
+    return aw_server_failed(s) ? -1 : 0;
 }
 
 /* One turn: a stop request, the wait, the events, the jobs the pool handed back, the timers.
  * Returns 0 to go on, 1 when the loop is done. */
-static int turn(aw_server_t *s, struct epoll_event *events, const sigset_t *waitmask)
+static int turn(aw_server_t *s, struct epoll_event *events)
 {
     aw_stop_t req = __atomic_exchange_n(&s->stop_req, AW_STOP_NONE, __ATOMIC_ACQ_REL);
     if (req != AW_STOP_NONE)
@@ -353,14 +359,18 @@ static int turn(aw_server_t *s, struct epoll_event *events, const sigset_t *wait
         return 1;
     long long timeout = next_timeout_ms(s) * 1000000LL;
     long long tick = s->threads ? aw_threads_tick(s->threads) : -1;
-    int n = wait_events(s, events, tick >= 0 && tick < timeout ? tick : timeout, waitmask);
+    int n = wait_events(s, events, tick >= 0 && tick < timeout ? tick : timeout);
     if (n < 0)
         return 1;
     refresh_date(s);
+    if (!s->threads && check_signals(s) < 0)
+        return 1;
     for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
     }
+    if (s->threads && check_signals(s) < 0)
+        return 1;
     if (s->threads) {
         aw_job_t *job = aw_threads_completed(s->threads), *next;
         for (; job; job = next) {
@@ -377,18 +387,6 @@ static int turn(aw_server_t *s, struct epoll_event *events, const sigset_t *wait
     return 0;
 }
 
-/* Signals the loop of a pool takes only while it waits (so that one cannot slip in between a
- * check and the wait): every asynchronous one. */
-static void block_signals(sigset_t *old)
-{
-    static const int sync[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-    sigset_t block;
-    sigfillset(&block);
-    for (size_t i = 0; i < sizeof(sync) / sizeof(sync[0]); i++)
-        sigdelset(&block, sync[i]);
-    pthread_sigmask(SIG_BLOCK, &block, old);
-}
-
 /* The loop with an app thread pool (the GIL held on entry and on return; released between). */
 static void run_pool(aw_server_t *s, struct epoll_event *events)
 {
@@ -400,17 +398,14 @@ static void run_pool(aw_server_t *s, struct epoll_event *events)
         return;
     }
     s->threads = t;
-    sigset_t waitmask;
-    block_signals(&waitmask);
     PyThreadState *ts = PyEval_SaveThread();
-    while (turn(s, events, &waitmask) == 0) {
+    while (turn(s, events) == 0) {
     }
     close_connections(s, 0); /* their Python side goes to the pool, which finishes its queue */
     listeners_close(s);
     long long grace = s->stopping ? s->stop_deadline_ms - s->loop.now_ms : 1000;
     int left = aw_threads_stop(t, aw_threads_now_ns() + (grace > 0 ? grace : 0) * 1000000LL);
     PyEval_RestoreThread(ts);
-    pthread_sigmask(SIG_SETMASK, &waitmask, NULL);
     aw_job_t *job = aw_threads_completed(t), *next;
     for (; job; job = next) { /* handed back after the loop ended */
         next = job->next;
@@ -426,6 +421,42 @@ static void run_pool(aw_server_t *s, struct epoll_event *events)
     s->threads = NULL;
     aw_threads_free(t);
     free(t);
+}
+
+/* On the main thread, signals write their number to fd (signal.set_wakeup_fd), so that one
+ * arriving while the loop is busy still ends its next wait: without it, a SIGTERM could wait
+ * for the loop's next timeout. Returns the previous fd (restored when run() ends), or NULL off
+ * the main thread, where Python's handlers do not run anyway. */
+static PyObject *wakeup_fd(int fd)
+{
+    PyObject *signal = PyImport_ImportModule("signal");
+    PyObject *set = signal ? PyObject_GetAttrString(signal, "set_wakeup_fd") : NULL;
+    PyObject *args = Py_BuildValue("(i)", fd);
+    PyObject *kwargs = Py_BuildValue("{s:O}", "warn_on_full_buffer", Py_False);
+    PyObject *old = set && args && kwargs ? PyObject_Call(set, args, kwargs) : NULL;
+    Py_XDECREF(signal);
+    Py_XDECREF(set);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    if (!old)
+        PyErr_Clear(); /* ValueError: not the main thread */
+    return old;
+}
+
+static void restore_wakeup_fd(PyObject *old)
+{
+    if (!old)
+        return;
+    PyObject *exc_t, *exc, *tb, *signal;
+    PyErr_Fetch(&exc_t, &exc, &tb); /* run() may be returning an exception */
+    PyObject *r = (signal = PyImport_ImportModule("signal"))
+                      ? PyObject_CallMethod(signal, "set_wakeup_fd", "O", old)
+                      : NULL;
+    Py_XDECREF(signal);
+    Py_XDECREF(r);
+    Py_DECREF(old);
+    PyErr_Clear();
+    PyErr_Restore(exc_t, exc, tb);
 }
 
 static PyObject *raise_fatal(aw_server_t *s)
@@ -453,14 +484,16 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
     aw_loop_refresh_clock(&s->loop);
     refresh_date(s);
     listeners_watch(s, 1);
+    PyObject *old_wakeup = wakeup_fd(s->loop.wake_w);
     if (s->opt.threads > 1)
         run_pool(s, events);
     else
-        while (turn(s, events, NULL) == 0) {
+        while (turn(s, events) == 0) {
         }
     close_connections(s, 0);
     listeners_close(s);
     s->running = 0;
+    restore_wakeup_fd(old_wakeup);
     if (s->fatal)
         return raise_fatal(s);
     if (s->loop_errno) {
@@ -713,7 +746,7 @@ static PyObject *Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!s)
         return NULL;
     s->st = PyType_GetModuleState(type);
-    s->loop.epfd = s->loop.wake.fd = -1;
+    s->loop.epfd = s->loop.wake.fd = s->loop.wake_w = -1;
     return (PyObject *)s;
 }
 
