@@ -695,8 +695,7 @@ static int on_eof(aw_conn_t *c, int reset)
     case AW_CONN_WAIT_OUT:
         if (aw_body_streaming(&c->body) && !aw_body_complete(&c->body)) {
             aw_body_fail(&c->body, AW_BODY_GONE); /* ClientDisconnected for the app */
-            wake_app(c);
-            return 0;
+            return wake_app(c);
         }
         return reset ? (aw_conn_close(c), AW_LEFT) : 0; /* finish this answer, then close */
     case AW_CONN_IDLE:
