@@ -2,7 +2,8 @@
 # Included from the Makefile; every target builds what it needs in its own folder under build/
 # (the in-place extension is left alone).  Times on the 2-core CI machine in comments.
 #
-#   make asan-test       ASan+UBSan (gcc) build, whole suite + a 4,000-request soak   ~2-3 min
+#   make asan-test       ASan+UBSan (gcc) build, whole suite + a 4,000-request soak   ~4 min
+#   make tsan-test       ThreadSanitizer (gcc) build, the suite with --threads 4 + soak
 #   make fuzz            libFuzzer (clang) on the connection path, FUZZ_SECONDS (60)  ~1.5 min
 #   make valgrind        memcheck on the servers of the smuggling tests + a short soak ~1 min
 #   make refcount-soak   the soak under Debian's python3-dbg (sys.gettotalrefcount)   ~40 s
@@ -10,7 +11,7 @@
 PYTHON ?= python3
 FUZZ_SECONDS ?= 60
 
-.PHONY: hardening hardening-deps asan-test fuzz fuzz-corpus valgrind refcount-soak
+.PHONY: hardening hardening-deps asan-test tsan-test fuzz fuzz-corpus valgrind refcount-soak
 
 # clang + compiler-rt for libFuzzer, valgrind, a debug CPython with pytest for the refcount soak
 hardening-deps:
@@ -26,7 +27,10 @@ hardening-deps:
 	fi
 
 asan-test: hardening-deps
-	tools/asan-test.sh
+	tools/sanitizer-test.sh asan
+
+tsan-test: hardening-deps
+	tools/sanitizer-test.sh tsan
 
 fuzz: hardening-deps
 	tools/fuzz.sh $(FUZZ_SECONDS)
@@ -41,4 +45,4 @@ valgrind: hardening-deps
 refcount-soak: hardening-deps
 	tools/refcount-soak.sh
 
-hardening: asan-test fuzz valgrind refcount-soak
+hardening: asan-test tsan-test fuzz valgrind refcount-soak

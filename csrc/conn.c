@@ -250,11 +250,11 @@ void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx)
         /* a body not read to its end leaves the connection unusable */
         .keep_alive = req->keep_alive && !req->upgrade && !aw_server_stopping(c->srv) &&
                       aw_body_complete(&c->body),
-        .date = c->srv->date,
-        .date_len = c->srv->date_len,
     };
     if (c->worker) /* on an app thread: its own Date (the server's is the loop's) */
         aw_worker_date(c->worker, &ctx->date, &ctx->date_len);
+    else
+        ctx->date = c->srv->date, ctx->date_len = c->srv->date_len;
 }
 
 /* While the app (or its iterable) runs: the heartbeat the master reads for --timeout. */
@@ -344,6 +344,11 @@ static int enter_app(aw_conn_t *c, int resume)
         set_state(c, AW_CONN_READY);
         aw_server_wait(s, c);
         return 0;
+    }
+    if (aw_out_prepare(&c->out) < 0) { /* the buffer pool is the loop's alone */
+        aw_log_message(&s->log, AW_LOG_ERROR, "out of memory for a response");
+        aw_conn_close(c);
+        return AW_LEFT;
     }
     set_state(c, AW_CONN_APP);
     aw_threads_submit(s->threads, &c->job, resume);
@@ -462,14 +467,14 @@ static aw_pump_t app_turn(aw_conn_t *c)
     }
     if (o == AW_PUMP_DONE || o == AW_PUMP_ABORT) {
         aw_wsgi_finish(c);
-        if (!aw_server_failed(c->srv)) {
+        int failed = aw_server_failed(c->srv);
+        if (!failed)
             access_log(c);
-            /* a cut response: what is queued (earlier answers, part of this one) goes out
-             * if it can; a pool's thread sends a finished one at once */
-            if (o == AW_PUMP_ABORT || c->worker)
-                flush(c);
-        }
-        aw_wsgi_reset(c);
+        aw_wsgi_reset(c); /* (a spooled body's file is closed before the client hears back) */
+        /* a cut response: what is queued (earlier answers, part of this one) goes out if it
+         * can; a pool's thread sends a finished one at once */
+        if (!failed && (o == AW_PUMP_ABORT || c->worker))
+            flush(c);
     }
     /* the loop, without the GIL, closes a cut connection, or one that cannot carry another
      * request: nothing of Python must be left for it */

@@ -46,6 +46,13 @@ static int reserve(aw_out_t *out, size_t extra)
     return 0;
 }
 
+/* Take a buffer from the pool now, on the pool's thread, for whoever queues next (an app thread
+ * then only grows it, with realloc). Returns 0 or -ENOMEM. */
+int aw_out_prepare(aw_out_t *out)
+{
+    return reserve(out, 0);
+}
+
 /* The last queued piece, if it is copied bytes ending at the end of the buffer (so more
  * copied bytes can extend it). */
 static aw_seg_t *extendable(aw_out_t *out)

@@ -46,6 +46,7 @@ typedef struct {
 } aw_out_t;
 
 void aw_out_init(aw_out_t *out, aw_pool_t *pool, aw_release_fn release, void *ctx);
+int aw_out_prepare(aw_out_t *out);
 char *aw_out_reserve(aw_out_t *out, size_t len);
 void aw_out_commit(aw_out_t *out, size_t len);
 int aw_out_copy(aw_out_t *out, const char *data, size_t len);
