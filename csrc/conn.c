@@ -234,10 +234,17 @@ void aw_conn_input_read(aw_conn_t *c)
     }
 }
 
-/* write(): send what is queued now. Returns 0, or -1 when the client is gone. */
+/* write(): send what is queued now. On an app thread, a full queue also waits for the client
+ * (the thread is the app's: back-pressure costs it time, not the server memory); on the loop's
+ * thread nothing may wait, and the queue grows. Returns 0, or -1 when the client is gone. */
 int aw_conn_send(aw_conn_t *c)
 {
-    return flush(c) < 0 ? -1 : 0;
+    int r = flush(c);
+    while (r == 1 && c->worker && aw_out_full(&c->out)) {
+        r = aw_worker_wait_writable(c->worker, c->io.fd, (int)c->srv->t_io.duration_ms);
+        r = r > 0 ? flush(c) : -1; /* a client that takes nothing for that long is gone */
+    }
+    return r < 0 ? -1 : 0;
 }
 
 /* What response.c needs to know of the request and the server. */

@@ -11,6 +11,7 @@
 #include "threads.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,23 @@ void aw_worker_date(aw_worker_t *w, const char **date, size_t *len)
     }
     *date = w->date;
     *len = w->date_len;
+}
+
+/* On an app thread, with the GIL: wait until fd can take more, the GIL released meanwhile.
+ * Returns 1 when it can, 0 on the timeout, or -errno. */
+int aw_worker_wait_writable(aw_worker_t *w, int fd, int timeout_ms)
+{
+    (void)w;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        r = poll(&p, 1, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return -errno;
+    return r > 0 && (p.revents & POLLOUT) ? 1 : (r > 0 ? -EPIPE : 0);
 }
 
 /* ---- on the loop ------------------------------------------------------------------------- */

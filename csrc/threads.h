@@ -73,5 +73,6 @@ void aw_threads_free(aw_threads_t *t);
 long long aw_threads_now_ns(void);
 int aw_threads_gil_held(void);
 void aw_worker_date(aw_worker_t *w, const char **date, size_t *len);
+int aw_worker_wait_writable(aw_worker_t *w, int fd, int timeout_ms);
 
 #endif
