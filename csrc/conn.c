@@ -48,6 +48,7 @@ typedef enum {
     STEP_PUMP,   /* pull the app's response */
     STEP_FLUSH,  /* send what is queued */
     STEP_LINGER, /* everything is sent: half-close and drain the client */
+    STEP_PAUSE,  /* read no new request until the pool has room */
     STEP_CLOSE,  /* close now */
     STEP_WAIT,   /* nothing to do until the next event */
 } aw_step_t;
@@ -98,8 +99,9 @@ static void watch(aw_conn_t *c)
     case AW_CONN_IDLE:
     case AW_CONN_HEAD:
     case AW_CONN_BODY:
-        /* back-pressure: a client that does not read its answers gets no more parsing */
-        if (!pending && !c->read_eof)
+        /* back-pressure: a client that does not read its answers gets no more parsing, nor
+         * does anyone while the pool is full */
+        if (!pending && !c->read_eof && !c->paused)
             ev |= EPOLLIN;
         break;
     case AW_CONN_WAIT_OUT:
@@ -184,7 +186,9 @@ void aw_conn_close(aw_conn_t *c)
     aw_server_t *s = c->srv;
     aw_timer_cancel(&c->timer);
     if (c->state == AW_CONN_READY)
-        aw_server_unwait(s, c);
+        aw_server_unwait(&s->ready, c);
+    if (c->paused)
+        aw_server_unwait(&s->paused, c);
     aw_out_clear(&c->out);
     int later = holds_python(c) && !aw_threads_gil_held();
     if (!later)
@@ -349,7 +353,7 @@ static int enter_app(aw_conn_t *c, int resume)
     }
     if (!resume && aw_threads_backlog(s->threads) >= s->opt.max_queue) {
         set_state(c, AW_CONN_READY);
-        aw_server_wait(s, c);
+        aw_server_wait(&s->ready, c);
         return 0;
     }
     if (aw_out_prepare(&c->out) < 0) { /* the buffer pool is the loop's alone */
@@ -560,6 +564,24 @@ static int start_linger(aw_conn_t *c)
     return 0;
 }
 
+/* --max-queue requests wait for a thread: this connection reads no new request until there
+ * is room (its timer runs on: an idle one may still be closed). One whose client hung up is
+ * not watched at all meanwhile, or epoll would report it again and again. */
+static int pause_reading(aw_conn_t *c)
+{
+    c->paused = 1;
+    aw_server_wait(&c->srv->paused, c);
+    if (c->read_eof)
+        aw_loop_unwatch(&c->srv->loop, &c->io);
+    return 0;
+}
+
+void aw_conn_unpause(aw_conn_t *c)
+{
+    c->paused = 0;
+    run(c);
+}
+
 /* Nothing in flight: give the buffers back, so that an idle keep-alive connection costs only
  * its struct (SPEC: 10,000 idle clients stay cheap), and start the keep-alive timer. */
 static void go_idle(aw_conn_t *c)
@@ -605,6 +627,10 @@ static aw_step_t next_step(aw_conn_t *c)
     case AW_CONN_BODY:
         if (aw_out_full(out)) /* pipelined answers piling up unread: send them first */
             return aw_out_blocked(out) ? STEP_WAIT : STEP_FLUSH;
+        if (c->state != AW_CONN_BODY && !c->paused && aw_server_full(c->srv))
+            return STEP_PAUSE;
+        if (c->paused)
+            break;
         if (unparsed(c))
             return STEP_PARSE;
         if (c->read_eof)
@@ -651,6 +677,9 @@ static void run(aw_conn_t *c)
             break;
         case STEP_LINGER:
             r = start_linger(c);
+            break;
+        case STEP_PAUSE:
+            r = pause_reading(c);
             break;
         case STEP_CLOSE:
             aw_conn_close(c);

@@ -49,10 +49,11 @@ typedef struct aw_conn {
     double t_start;         /* when the current request's head was complete (access log) */
     unsigned read_eof : 1;  /* the client will send nothing more */
     unsigned continue_owed : 1; /* Expect: 100-continue, not answered yet */
+    unsigned paused : 1;    /* no new request is read: the pool is full (server's list) */
     aw_job_t job;           /* the pool's handle on it (threads.c) */
     aw_worker_t *worker;    /* the app thread whose job it is, while that runs */
     aw_pump_t outcome;      /* how the app thread's turn ended */
-    struct aw_conn *wait_prev, *wait_next; /* READY: the server's list of waiting requests */
+    struct aw_conn *wait_prev, *wait_next; /* READY or paused: one of the server's lists */
     aw_parser_t parser;
     aw_body_t body;
     aw_resp_t resp;
@@ -73,6 +74,7 @@ void aw_conn_heartbeat(aw_conn_t *c, int busy);
 void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w);
 void aw_conn_job_done(aw_job_t *job);
 void aw_conn_room(aw_conn_t *c);
+void aw_conn_unpause(aw_conn_t *c);
 
 static inline aw_server_t *aw_conn_server(aw_conn_t *c)
 {

@@ -110,38 +110,52 @@ void aw_server_release(void *server, void *ref)
     aw_server_defer(server, ref, AW_DEFER_DECREF);
 }
 
-/* A READY connection's request waits, in order, for room in the pool. */
-void aw_server_wait(aw_server_t *s, aw_conn_t *c)
+/* A connection waits, in order, for room in the pool (READY: its request; paused: its next). */
+void aw_server_wait(aw_conn_list_t *list, aw_conn_t *c)
 {
-    c->wait_prev = s->wait_tail;
+    c->wait_prev = list->tail;
     c->wait_next = NULL;
-    if (s->wait_tail)
-        s->wait_tail->wait_next = c;
+    if (list->tail)
+        list->tail->wait_next = c;
     else
-        s->wait_head = c;
-    s->wait_tail = c;
+        list->head = c;
+    list->tail = c;
+    list->n++;
 }
 
-void aw_server_unwait(aw_server_t *s, aw_conn_t *c)
+void aw_server_unwait(aw_conn_list_t *list, aw_conn_t *c)
 {
     if (c->wait_prev)
         c->wait_prev->wait_next = c->wait_next;
     else
-        s->wait_head = c->wait_next;
+        list->head = c->wait_next;
     if (c->wait_next)
         c->wait_next->wait_prev = c->wait_prev;
     else
-        s->wait_tail = c->wait_prev;
+        list->tail = c->wait_prev;
     c->wait_prev = c->wait_next = NULL;
+    list->n--;
 }
 
-/* Requests that waited go to the pool while it has room, oldest first. */
+/* --max-queue requests wait for a thread (queued, or READY): no new request is read (SPEC 8). */
+int aw_server_full(aw_server_t *s)
+{
+    return s->threads && aw_threads_backlog(s->threads) + s->ready.n >= s->opt.max_queue;
+}
+
+/* Room in the pool: READY requests go first, oldest first; then, while room remains, the
+ * paused connections read again. */
 static void admit_waiting(aw_server_t *s)
 {
-    while (s->wait_head && aw_threads_backlog(s->threads) < s->opt.max_queue) {
-        aw_conn_t *c = s->wait_head;
-        aw_server_unwait(s, c);
+    while (s->ready.head && aw_threads_backlog(s->threads) < s->opt.max_queue) {
+        aw_conn_t *c = s->ready.head;
+        aw_server_unwait(&s->ready, c);
         aw_conn_room(c);
+    }
+    while (s->paused.head && !aw_server_full(s)) {
+        aw_conn_t *c = s->paused.head;
+        aw_server_unwait(&s->paused, c);
+        aw_conn_unpause(c);
     }
 }
 
@@ -281,8 +295,8 @@ static void close_connections(aw_server_t *s, int only_idle)
             t = next;
         }
     }
-    while (!only_idle && s->wait_head)
-        aw_conn_close(s->wait_head); /* READY: on no timer list */
+    while (!only_idle && s->ready.head)
+        aw_conn_close(s->ready.head); /* READY: on no timer list */
 }
 
 static void begin_stop(aw_server_t *s, aw_stop_t how, double timeout)
@@ -348,6 +362,17 @@ static int check_signals(aw_server_t *s)
     return aw_server_failed(s) ? -1 : 0;
 }
 
+/* The connections the pool handed back, then the requests that waited for room. */
+static void take_back(aw_server_t *s)
+{
+    aw_job_t *job = aw_threads_completed(s->threads), *next;
+    for (; job; job = next) {
+        next = job->next;
+        aw_conn_job_done(job);
+    }
+    admit_waiting(s);
+}
+
 /* One turn: a stop request, the wait, the events, the jobs the pool handed back, the timers.
  * Returns 0 to go on, 1 when the loop is done. */
 static int turn(aw_server_t *s, struct epoll_event *events)
@@ -365,20 +390,17 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     refresh_date(s);
     if (!s->threads && check_signals(s) < 0)
         return 1;
+    /* handed-back connections first: a client's next request may be among the events */
+    if (s->threads)
+        take_back(s);
     for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
     }
     if (s->threads && check_signals(s) < 0)
         return 1;
-    if (s->threads) {
-        aw_job_t *job = aw_threads_completed(s->threads), *next;
-        for (; job; job = next) {
-            next = job->next;
-            aw_conn_job_done(job);
-        }
-        admit_waiting(s);
-    }
+    if (s->threads)
+        take_back(s);
     if (aw_server_failed(s))
         return 1;
     expire_timers(s);

@@ -29,6 +29,12 @@ typedef struct aw_listener {
 
 typedef enum { AW_STOP_NONE, AW_STOP_GRACEFUL, AW_STOP_NOW } aw_stop_t;
 
+/* Connections waiting on the pool, oldest first (linked through aw_conn_t.wait_prev/next). */
+typedef struct {
+    struct aw_conn *head, *tail;
+    int n;
+} aw_conn_list_t;
+
 struct aw_server {
     PyObject_HEAD
     aw_state_t *st; /* borrowed: the module outlives its types' instances */
@@ -43,7 +49,8 @@ struct aw_server {
     aw_pool_t pool;
     aw_tlist_t t_header, t_keepalive, t_io, t_linger;
     aw_threads_t *threads;  /* the app thread pool while run() runs, with --threads > 1 */
-    struct aw_conn *wait_head, *wait_tail; /* READY connections, oldest first */
+    aw_conn_list_t ready;   /* READY connections, oldest first */
+    aw_conn_list_t paused;  /* connections that read no new request while the pool is full */
     char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
     size_t date_len;
     time_t date_sec;
@@ -74,7 +81,8 @@ int aw_server_failed(const aw_server_t *s);
 int aw_server_stopping(const aw_server_t *s);
 void aw_server_release(void *server, void *ref);
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
-void aw_server_wait(aw_server_t *s, struct aw_conn *c);
-void aw_server_unwait(aw_server_t *s, struct aw_conn *c);
+void aw_server_wait(aw_conn_list_t *list, struct aw_conn *c);
+void aw_server_unwait(aw_conn_list_t *list, struct aw_conn *c);
+int aw_server_full(aw_server_t *s);
 
 #endif

@@ -1,12 +1,13 @@
 /* threads.c: the app thread pool.
  *
  * Owns: the threads, their queue of jobs, the list of jobs handed back to the loop, and the
- * Python references deferred by the loop (dropped by a thread, with the GIL). Policy: a job is
- * taken by a thread that is already running jobs if one is (it keeps the GIL from one job to
- * the next); an idle thread is woken at once only when none is, and otherwise when the first
- * job has waited AW_HANDOFF_NS (the running ones are blocked in the app, say on a database), so
- * that fast apps run on one thread without GIL ping-pong and slow ones on as many as they need.
- * Must not touch a job's insides: the run callback does.
+ * Python references deferred by the loop (dropped by a thread, with the GIL). Policy: a thread
+ * takes a job only while it holds the GIL, and keeps the GIL from one job to the next, so a job
+ * never waits behind a thread that is itself waiting for the GIL. An idle thread is woken at
+ * once when no thread runs jobs, and otherwise only when jobs wait while every running job is
+ * older than AW_HANDOFF_NS (those threads are blocked in the app, on a database say): fast apps
+ * run on one thread without GIL ping-pong, slow ones on as many threads as they need. Must not
+ * touch a job's insides: the run callback does.
  */
 #include "threads.h"
 
@@ -45,8 +46,9 @@ static aw_job_t *pop(aw_threads_t *t)
 
 /* ---- on the threads ---------------------------------------------------------------------- */
 
-/* Without the GIL: the next job, or NULL when the pool stops and the queue is empty. */
-static aw_job_t *wait_job(aw_threads_t *t)
+/* Without the GIL: wait until a job is queued. Returns 0 when the pool stops and the queue is
+ * empty. */
+static int wait_work(aw_threads_t *t)
 {
     pthread_mutex_lock(&t->lock);
     while (!t->head && !t->stopping) {
@@ -54,22 +56,27 @@ static aw_job_t *wait_job(aw_threads_t *t)
         pthread_cond_wait(&t->work, &t->lock);
         t->idle--;
     }
+    int work = t->head != NULL;
+    pthread_mutex_unlock(&t->lock);
+    return work;
+}
+
+/* With the GIL: the next job, if one is still queued. */
+static aw_job_t *take_job(aw_threads_t *t, aw_worker_t *w)
+{
+    pthread_mutex_lock(&t->lock);
     aw_job_t *job = pop(t);
-    if (job)
-        t->active++;
+    t->active += job != NULL;
+    __atomic_store_n(&w->job_since, job ? aw_threads_now_ns() : 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&t->lock);
     return job;
 }
 
-/* With the GIL: the next job if one is queued, without waiting (the GIL is kept). */
-static aw_job_t *next_job(aw_threads_t *t)
+static void job_ended(aw_threads_t *t)
 {
     pthread_mutex_lock(&t->lock);
-    aw_job_t *job = pop(t);
-    if (!job)
-        t->active--;
+    t->active--;
     pthread_mutex_unlock(&t->lock);
-    return job;
 }
 
 static void *thread_main(void *arg)
@@ -78,13 +85,14 @@ static void *thread_main(void *arg)
     aw_threads_t *t = w->pool;
     PyGILState_STATE g = PyGILState_Ensure();
     PyThreadState *ts = PyEval_SaveThread();
-    aw_job_t *job;
-    while ((job = wait_job(t))) {
+    while (wait_work(t)) {
         PyEval_RestoreThread(ts);
-        do {
+        aw_job_t *job;
+        while ((job = take_job(t, w))) {
             aw_threads_drain(t);
             t->run(t->ctx, job, w);
-        } while ((job = next_job(t)));
+            job_ended(t);
+        }
         ts = PyEval_SaveThread();
     }
     PyEval_RestoreThread(ts);
@@ -165,17 +173,34 @@ int aw_threads_backlog(aw_threads_t *t)
     return __atomic_load_n(&t->queued, __ATOMIC_RELAXED);
 }
 
-/* Once per loop turn: wake an idle thread for a job that has waited too long. Returns the
- * nanoseconds until it should be called again, or -1 when nothing waits. */
+/* Whether some thread runs a job that began less than AW_HANDOFF_NS ago (it will take the next
+ * job soon); else, when the youngest will have that age. */
+static long long youngest_job(aw_threads_t *t, long long now, long long *until)
+{
+    long long youngest = -1;
+    for (int i = 0; i < t->nthreads; i++) {
+        long long since = __atomic_load_n(&t->workers[i].job_since, __ATOMIC_RELAXED);
+        if (since && since > youngest)
+            youngest = since;
+    }
+    *until = youngest < 0 ? 0 : youngest + AW_HANDOFF_NS - now;
+    return youngest >= 0 && now - youngest < AW_HANDOFF_NS;
+}
+
+/* Once per loop turn: wake an idle thread if jobs wait and every running job is old (its
+ * thread is blocked in the app). Returns the nanoseconds until it should be called again, or
+ * -1 when nothing waits. */
 long long aw_threads_tick(aw_threads_t *t)
 {
-    long long wait = -1;
+    long long wait = -1, until;
     pthread_mutex_lock(&t->lock);
     if (t->head && t->idle > 0) {
-        long long age = aw_threads_now_ns() - t->head->queued_ns;
-        if (age >= AW_HANDOFF_NS)
+        if (youngest_job(t, aw_threads_now_ns(), &until)) {
+            wait = until;
+        } else {
             pthread_cond_signal(&t->work);
-        wait = age >= AW_HANDOFF_NS ? AW_HANDOFF_NS : AW_HANDOFF_NS - age;
+            wait = AW_HANDOFF_NS;
+        }
     }
     pthread_mutex_unlock(&t->lock);
     return wait;

@@ -14,7 +14,7 @@
 
 #include <pthread.h>
 
-#define AW_HANDOFF_NS 200000 /* a job waiting this long while threads idle: wake another */
+#define AW_HANDOFF_NS 200000 /* a job waits while every running job is this old: wake a thread */
 
 /* Embedded in what is handed over (a connection). */
 typedef struct aw_job {
@@ -26,6 +26,7 @@ typedef struct aw_job {
 typedef struct aw_worker {
     struct aw_threads *pool;
     int slot;                /* 1..n: its heartbeat slot */
+    long long job_since;     /* atomic: when its current job began (ns), 0 between jobs */
     pthread_t tid;
     int started;
     char date[AW_DATE_MAX];  /* its own "Date: ...\r\n", refreshed each second */
