@@ -179,8 +179,10 @@ static void free_conn(aw_conn_t *c)
 
 /* The one teardown, in a fixed order: no timer and no wait, nothing queued, the iterable's
  * close() (once) and the Python references, the descriptor (which drops its epoll registration:
- * it is never dup()ed), the memory. With a thread pool the loop has no GIL: the Python side of
- * a connection that still holds some is dropped by an app thread, after the descriptor. */
+ * it is never dup()ed). The memory goes at the end of the loop's turn (aw_conn_reap), so that an
+ * event of this turn's batch for it finds a closed connection, not freed memory. With a thread
+ * pool the loop has no GIL: the Python side of a connection that still holds some is dropped
+ * by an app thread then. */
 void aw_conn_close(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
@@ -189,20 +191,30 @@ void aw_conn_close(aw_conn_t *c)
         aw_server_unwait(&s->ready, c);
     if (c->paused)
         aw_server_unwait(&s->paused, c);
+    c->paused = 0;
     aw_out_clear(&c->out);
-    int later = holds_python(c) && !aw_threads_gil_held();
-    if (!later)
+    if (!holds_python(c) || aw_threads_gil_held())
         drop_python(c);
     close(c->io.fd);
     aw_pool_put(&s->pool, c->rbuf, c->rcap);
     c->rbuf = NULL;
     aw_server_conn_closed(s);
-    if (!later) {
-        free_conn(c);
-        return;
-    }
     c->state = AW_CONN_CLOSED;
-    aw_threads_submit(s->threads, &c->job, 1);
+    aw_server_wait(&s->closed, c);
+}
+
+/* The end of the loop's turn: free the connections it closed, or have the pool drop their
+ * Python side first. */
+void aw_conn_reap(aw_server_t *s)
+{
+    while (s->closed.head) {
+        aw_conn_t *c = s->closed.head;
+        aw_server_unwait(&s->closed, c);
+        if (holds_python(c) && !aw_threads_gil_held())
+            aw_threads_submit(s->threads, &c->job, 1);
+        else
+            free_conn(c);
+    }
 }
 
 /* Between requests with nothing in flight: a graceful stop may close it at once. */
@@ -454,7 +466,6 @@ static int request_done(aw_conn_t *c)
     aw_response_init(&c->resp);
     c->continue_owed = 0;
     c->t_start = 0;
-    aw_server_request_done(c->srv);
     c->head_start = c->rpos;
     if (!keep)
         set_state(c, input_read ? AW_CONN_CLOSE_AFTER : AW_CONN_LINGER_AFTER);
@@ -476,6 +487,8 @@ static aw_pump_t app_turn(aw_conn_t *c)
             break;
         }
     }
+    if (o == AW_PUMP_DONE)
+        aw_server_request_done(c->srv); /* before the client can hear back: --max-requests */
     if (o == AW_PUMP_DONE || o == AW_PUMP_ABORT) {
         aw_wsgi_finish(c);
         int failed = aw_server_failed(c->srv);
@@ -527,7 +540,7 @@ void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w)
 {
     aw_server_t *s = server;
     aw_conn_t *c = aw_container_of(job, aw_conn_t, job);
-    if (c->state == AW_CONN_CLOSED) {
+    if (c->state == AW_CONN_CLOSED) { /* aw_conn_reap's */
         drop_python(c);
         free_conn(c);
         return;
@@ -797,6 +810,8 @@ static int on_readable(aw_conn_t *c)
 static void on_event(aw_io_t *io, uint32_t events)
 {
     aw_conn_t *c = aw_container_of(io, aw_conn_t, io);
+    if (c->state == AW_CONN_CLOSED)
+        return; /* closed earlier in this turn; its memory goes at the turn's end */
     if (c->state == AW_CONN_APP && c->srv->threads) {
         /* an app thread owns it: quiet until it is handed back (watch() then registers it) */
         aw_loop_unwatch(&c->srv->loop, &c->io);

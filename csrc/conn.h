@@ -34,7 +34,8 @@ typedef enum {
     AW_CONN_CLOSE_AFTER,   /* the last answer is queued: close once it is sent (I/O timer) */
     AW_CONN_LINGER_AFTER,  /* ... then half-close and linger: input may be unread (I/O timer) */
     AW_CONN_LINGER,        /* write side shut; reading and discarding until EOF (linger timer) */
-    AW_CONN_CLOSED,        /* closed; its Python side is a job of the pool, then it is freed */
+    AW_CONN_CLOSED,        /* closed; freed at the end of the turn (or after the pool drops its
+                            * Python side) */
 } aw_conn_state_t;
 
 typedef struct aw_conn {
@@ -53,7 +54,7 @@ typedef struct aw_conn {
     aw_job_t job;           /* the pool's handle on it (threads.c) */
     aw_worker_t *worker;    /* the app thread whose job it is, while that runs */
     aw_pump_t outcome;      /* how the app thread's turn ended */
-    struct aw_conn *wait_prev, *wait_next; /* READY or paused: one of the server's lists */
+    struct aw_conn *wait_prev, *wait_next; /* READY, paused or CLOSED: one of the server's lists */
     aw_parser_t parser;
     aw_body_t body;
     aw_resp_t resp;
@@ -64,6 +65,7 @@ typedef struct aw_conn {
 
 aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct sockaddr *sa);
 void aw_conn_close(aw_conn_t *c);
+void aw_conn_reap(aw_server_t *s);
 void aw_conn_expire(aw_conn_t *c);
 int aw_conn_is_idle(const aw_conn_t *c);
 void aw_conn_input_read(aw_conn_t *c);

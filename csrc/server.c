@@ -36,15 +36,19 @@ void aw_server_conn_closed(aw_server_t *s)
     __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
 }
 
+/* A response is complete; called where the app ran, before the client can hear back, so that
+ * after --max-requests the loop stops accepting before the client's next connection. */
 void aw_server_request_done(aw_server_t *s)
 {
     unsigned long long n = __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
-    /* taken at the top of the loop: the caller is in the middle of a connection */
-    if (s->opt.max_requests && n >= (unsigned long long)s->opt.max_requests &&
-        !s->stopping && __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) == AW_STOP_NONE) {
-        s->stop_timeout = 30.0;
-        __atomic_store_n(&s->stop_req, AW_STOP_GRACEFUL, __ATOMIC_RELEASE);
-    }
+    if (!s->opt.max_requests || n != (unsigned long long)s->opt.max_requests)
+        return;
+    /* taken by the loop (at its next turn, or right after its wait): it may be busy */
+    aw_stop_t none = AW_STOP_NONE;
+    __atomic_compare_exchange_n(&s->stop_req, &none, AW_STOP_GRACEFUL, 0, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+    if (s->threads)
+        aw_loop_wake(&s->loop);
 }
 
 /* While an app call runs, the CLOCK_MONOTONIC time (ns) it began, in the caller's slot (0: the
@@ -375,11 +379,19 @@ static void take_back(aw_server_t *s)
 
 /* One turn: a stop request, the wait, the events, the jobs the pool handed back, the timers.
  * Returns 0 to go on, 1 when the loop is done. */
-static int turn(aw_server_t *s, struct epoll_event *events)
+/* A stop asked for by stop() (any thread) or by --max-requests. */
+static void take_stop_request(aw_server_t *s)
 {
     aw_stop_t req = __atomic_exchange_n(&s->stop_req, AW_STOP_NONE, __ATOMIC_ACQ_REL);
+    double timeout;
+    __atomic_load(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
     if (req != AW_STOP_NONE)
-        begin_stop(s, req, s->stop_timeout);
+        begin_stop(s, req, timeout);
+}
+
+static int turn(aw_server_t *s, struct epoll_event *events)
+{
+    take_stop_request(s);
     if (s->stopping && (s->nconns == 0 || s->loop.now_ms >= s->stop_deadline_ms))
         return 1;
     long long timeout = next_timeout_ms(s) * 1000000LL;
@@ -390,6 +402,7 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     refresh_date(s);
     if (!s->threads && check_signals(s) < 0)
         return 1;
+    take_stop_request(s); /* one that came during the wait: before accepting what came too */
     /* handed-back connections first: a client's next request may be among the events */
     if (s->threads)
         take_back(s);
@@ -401,12 +414,13 @@ static int turn(aw_server_t *s, struct epoll_event *events)
         return 1;
     if (s->threads)
         take_back(s);
-    if (aw_server_failed(s))
-        return 1;
-    expire_timers(s);
-    if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
-        listeners_watch(s, 1);
-    return 0;
+    if (!aw_server_failed(s)) {
+        expire_timers(s);
+        if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
+            listeners_watch(s, 1);
+    }
+    aw_conn_reap(s);
+    return aw_server_failed(s) ? 1 : 0;
 }
 
 /* The loop with an app thread pool (the GIL held on entry and on return; released between). */
@@ -424,6 +438,7 @@ static void run_pool(aw_server_t *s, struct epoll_event *events)
     while (turn(s, events) == 0) {
     }
     close_connections(s, 0); /* their Python side goes to the pool, which finishes its queue */
+    aw_conn_reap(s);
     listeners_close(s);
     long long grace = s->stopping ? s->stop_deadline_ms - s->loop.now_ms : 1000;
     int left = aw_threads_stop(t, aw_threads_now_ns() + (grace > 0 ? grace : 0) * 1000000LL);
@@ -433,6 +448,7 @@ static void run_pool(aw_server_t *s, struct epoll_event *events)
         next = job->next;
         aw_conn_close(aw_container_of(job, aw_conn_t, job));
     }
+    aw_conn_reap(s); /* with the GIL: freed here */
     if (left) { /* app calls past the graceful timeout: their threads keep the server */
         aw_log_message(&s->log, AW_LOG_WARNING,
                        "%d app thread(s) still running past the graceful timeout: abandoned",
@@ -513,6 +529,7 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
         while (turn(s, events) == 0) {
         }
     close_connections(s, 0);
+    aw_conn_reap(s);
     listeners_close(s);
     s->running = 0;
     restore_wakeup_fd(old_wakeup);
@@ -533,7 +550,7 @@ static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
     double timeout = 30.0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:stop", kwlist, &graceful, &timeout))
         return NULL;
-    s->stop_timeout = timeout;
+    __atomic_store(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
     /* Stop accepting at once, even if the loop is busy in an app call, so that new connections
      * are refused rather than parked in the backlog. Safe from any thread: every accept and
      * epoll_ctl on a listener happens with the GIL held, as here, and a listener event still
@@ -769,6 +786,7 @@ static PyObject *Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     s->st = PyType_GetModuleState(type);
     s->loop.epfd = s->loop.wake.fd = s->loop.wake_w = -1;
+    s->stop_timeout = 30.0; /* a stop after --max-requests; stop() says its own */
     return (PyObject *)s;
 }
 

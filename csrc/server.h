@@ -51,6 +51,7 @@ struct aw_server {
     aw_threads_t *threads;  /* the app thread pool while run() runs, with --threads > 1 */
     aw_conn_list_t ready;   /* READY connections, oldest first */
     aw_conn_list_t paused;  /* connections that read no new request while the pool is full */
+    aw_conn_list_t closed;  /* closed in this turn, freed at its end (aw_conn_reap) */
     char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
     size_t date_len;
     time_t date_sec;
