@@ -75,7 +75,8 @@ with open(path, "w") as f:
 os.chmod(path, 0o755)
 PY
 done
-export PATH="$OUT/bin:$PATH"
+# the venv's console script (aiowsgi) too, when PYTHON is a venv's
+export PATH="$OUT/bin:$(dirname "$PYTHON"):$PATH"
 export LD_PRELOAD="$RUNTIME"
 export AIOWSGI_SLOW=2        # time limits of the hardening tests, doubled
 export AIOWSGI_SKIP_RSS_CHECKS=1  # sanitizers keep shadow memory and freed memory: RSS means little
