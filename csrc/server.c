@@ -440,8 +440,9 @@ static void run_pool(aw_server_t *s, struct epoll_event *events)
     close_connections(s, 0); /* their Python side goes to the pool, which finishes its queue */
     aw_conn_reap(s);
     listeners_close(s);
-    long long grace = s->stopping ? s->stop_deadline_ms - s->loop.now_ms : 1000;
-    int left = aw_threads_stop(t, aw_threads_now_ns() + (grace > 0 ? grace : 0) * 1000000LL);
+    /* the graceful timeout's rest, and at least a second (idle threads only have to notice) */
+    long long grace = s->stopping ? s->stop_deadline_ms - s->loop.now_ms : 0;
+    int left = aw_threads_stop(t, aw_threads_now_ns() + (grace > 1000 ? grace : 1000) * 1000000LL);
     PyEval_RestoreThread(ts);
     aw_job_t *job = aw_threads_completed(t), *next;
     for (; job; job = next) { /* handed back after the loop ended */
