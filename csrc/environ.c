@@ -42,8 +42,8 @@ int aw_environ_init_keys(aw_state_t *st)
 }
 
 PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
-                              PyObject *url_scheme, PyObject *errors, int multiprocess,
-                              PyObject *input, PyObject *sentinel)
+                              PyObject *url_scheme, PyObject *errors, int multithread,
+                              int multiprocess, PyObject *input, PyObject *sentinel)
 {
     PyObject *d = PyDict_New();
     if (!d)
@@ -57,7 +57,7 @@ PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *s
         {.key = st->k_wsgi_version, .value = st->v_wsgi_version},
         {.key = st->k_wsgi_url_scheme, .value = url_scheme},
         {.key = st->k_wsgi_errors, .value = errors},
-        {.key = st->k_wsgi_multithread, .value = Py_False},
+        {.key = st->k_wsgi_multithread, .value = multithread ? Py_True : Py_False},
         {.key = st->k_wsgi_multiprocess, .value = multiprocess ? Py_True : Py_False},
         {.key = st->k_wsgi_run_once, .value = Py_False},
         {.key = st->k_wsgi_file_wrapper, .value = (PyObject *)st->filewrapper_type},
@@ -95,6 +95,11 @@ void aw_peer_clear(aw_peer_t *peer)
 {
     Py_CLEAR(peer->addr);
     Py_CLEAR(peer->port_str);
+}
+
+int aw_peer_holds_objects(const aw_peer_t *peer)
+{
+    return peer->addr || peer->port_str;
 }
 
 /* REMOTE_ADDR and REMOTE_PORT ("" for a unix socket), made once per connection. */
@@ -185,9 +190,9 @@ static PyObject *empty_path(const aw_request_t *req)
 /* RAW_URI (the target as sent), then PATH_INFO and QUERY_STRING from the parts parser.c found:
  * the path (and query) of the origin or absolute form, or the whole asterisk or authority
  * form; a fragment is dropped. */
-static int set_target(aw_state_t *st, PyObject *d, const aw_request_t *req, const char *base)
+static int set_target(aw_state_t *st, PyObject *d, const aw_request_t *req)
 {
-    const char *u = base + req->target.off;
+    const char *base = req->head, *u = base + req->target.off;
     size_t n = req->target.len;
     if (req->form == AW_TARGET_ORIGIN && !memchr(u, '%', n) && !memchr(u, '?', n) &&
         !memchr(u, '#', n))
@@ -259,9 +264,9 @@ static int set_header(PyObject *d, PyObject *key, const char *v, size_t n)
 
 /* Every field as HTTP_* (CONTENT_TYPE, CONTENT_LENGTH). Sets *forwarded when X-Forwarded-For
  * or -Proto came. */
-static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, const char *base,
-                       int *forwarded)
+static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, int *forwarded)
 {
+    const char *base = req->head;
     for (int i = 0; i < req->nfields; i++) {
         const aw_field_t *f = &req->fields[i];
         const char *name = base + f->name.off, *v = base + f->value.off;
@@ -284,13 +289,12 @@ static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, con
 
 /* RFC 9112 3.2.2: with an absolute-form target, the target's authority stands for the Host
  * field (which must still have come, and be valid). */
-static int set_authority_host(aw_state_t *st, PyObject *d, const aw_request_t *req,
-                              const char *base)
+static int set_authority_host(aw_state_t *st, PyObject *d, const aw_request_t *req)
 {
     PyObject *key = key_for(st, "host", 4);
     if (!key)
         return -1;
-    int r = set_str(d, key, base + req->authority.off, req->authority.len);
+    int r = set_str(d, key, req->head + req->authority.off, req->authority.len);
     Py_DECREF(key);
     return r;
 }
@@ -350,9 +354,8 @@ PyObject *aw_environ_build(const aw_environ_src_t *src)
         PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11 : st->v_http10) <
             0 ||
         set_peer(st, src->peer, d) < 0 ||
-        set_target(st, d, req, src->base) < 0 ||
-        set_headers(st, d, req, src->base, &forwarded) < 0 ||
-        (req->form == AW_TARGET_ABSOLUTE && set_authority_host(st, d, req, src->base) < 0))
+        set_target(st, d, req) < 0 || set_headers(st, d, req, &forwarded) < 0 ||
+        (req->form == AW_TARGET_ABSOLUTE && set_authority_host(st, d, req) < 0))
         goto error;
     /* a unix-socket peer is a local process the socket file's permissions let in (a reverse
      * proxy on the same host): trusted, as gunicorn does */
@@ -379,7 +382,7 @@ PyObject *aw_environ_minimal(const aw_environ_src_t *src)
                                ? st->methods[req->method]
                                : NULL; // borrowed
         if ((method && PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0) ||
-            set_str(d, st->k_RAW_URI, src->base + req->target.off, req->target.len) < 0 ||
+            set_str(d, st->k_RAW_URI, req->head + req->target.off, req->target.len) < 0 ||
             PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11
                                                                      : st->v_http10) < 0)
             goto error;

@@ -540,11 +540,30 @@ static int check_head(aw_parser_t *p)
     return 0;
 }
 
-/* The head's last byte came (head_len bytes from base): read it, check it, get ready for the
- * body. Returns 0, or the answer's status. */
+/* The complete head of head_len bytes leaves the caller's buffer: spans keep their offsets,
+ * into the copy. Returns 0, or 500. */
+static int copy_head(aw_parser_t *p, uint32_t head_len)
+{
+    if (head_len > p->copy_cap) {
+        char *nb = realloc(p->copy, head_len);
+        if (!nb)
+            return 500;
+        p->copy = nb;
+        p->copy_cap = head_len;
+    }
+    memcpy(p->copy, p->base, head_len);
+    p->req.head = p->copy;
+    p->req.head_len = head_len;
+    return 0;
+}
+
+/* The head's last byte came (head_len bytes from base): read it, copy it, check it, get ready
+ * for the body. Returns 0, or the answer's status. */
 static int finish_head(aw_parser_t *p, uint32_t head_len)
 {
     int status = read_head(p, head_len);
+    if (!status)
+        status = copy_head(p, head_len);
     if (status)
         return status;
     p->head_done = 1; /* valid or not, its method, target and version can be reported */
@@ -916,8 +935,13 @@ void aw_parser_init(aw_parser_t *p, size_t max_head, unsigned long long max_body
 void aw_parser_free(aw_parser_t *p)
 {
     free(p->req.fields);
+    free(p->copy);
     p->req.fields = NULL;
     p->req.nfields = p->fcap = 0;
+    p->copy = NULL;
+    p->copy_cap = 0;
+    p->req.head = NULL;
+    p->req.head_len = 0;
 }
 
 /* Between requests: give the field array back (an idle connection should cost little). */
@@ -961,7 +985,7 @@ aw_parse_t aw_parser_feed(aw_parser_t *p, const char *base, const char *data, si
     aw_parse_t told = untold(p);
     if (told != AW_PARSE_MORE)
         return told;
-    if (p->end_told) {
+    if (p->end_told && len > 0) { /* the request stays as it is until the next one begins */
         if (p->req.upgrade) { /* what follows an upgrade request is not HTTP: discarded */
             *used = len;
             return AW_PARSE_MORE;

@@ -353,9 +353,14 @@ int aw_response_body(aw_resp_t *r, aw_out_t *out, aw_log_t *log, PyObject *obj,
     size_t hlen = r->chunked ? (size_t)snprintf(head, sizeof(head), "%zx\r\n", len) : 0;
     size_t tlen = r->chunked ? 2 : 0;
     if (len > AW_COPY_MAX && obj && aw_out_segments_left(out) >= 3) {
-        /* large: referenced, not copied */
-        if (aw_out_copy(out, head, hlen) < 0 || aw_out_ref(out, obj, data, len) < 0 ||
-            aw_out_copy(out, "\r\n", tlen) < 0)
+        /* large: referenced, not copied (the queue's reference is released once it is sent) */
+        if (aw_out_copy(out, head, hlen) < 0)
+            goto nomem;
+        if (aw_out_ref(out, Py_NewRef(obj), data, len) < 0) {
+            Py_DECREF(obj);
+            goto nomem;
+        }
+        if (aw_out_copy(out, "\r\n", tlen) < 0)
             goto nomem;
         return 0;
     }
