@@ -48,6 +48,28 @@ SEEDS = {
                      body=chunked(b"abc")),
     "bad-version": b"GET / HTTP/2.0\r\n\r\n",
     "partial-head": b"GET /slow HTTP/1.1\r\nHost: x\r\nX-A: 1",
+    # issue 14: the request syntax of RFC 9112, valid and not
+    "leading-empty-lines": b"\r\n\r\n" + req(path=b"/g"),
+    "bare-lf-request-line": b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+    "bare-lf-head-end": b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+    "http17": b"GET /e HTTP/1.7\r\nHost: x\r\n\r\n",
+    "http30": b"GET / HTTP/3.0\r\nHost: x\r\n\r\n",
+    "unknown-method": b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n" + req(),
+    "absolute-form-ipv6": req(path=b"https://[::1]:8443/e?q=1#f"),
+    "absolute-form-empty-path": req(b"OPTIONS", b"http://example.com"),
+    "absolute-form-userinfo": req(path=b"http://u@example.com/"),
+    "asterisk-get": req(path=b"*"),
+    "two-hosts": req(headers=[b"Host: other"]),
+    "two-content-types": req(headers=[b"Content-Type: a", b"Content-Type: b"]),
+    "no-host": b"GET / HTTP/1.1\r\n\r\n",
+    "bad-host": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "chunk-extensions": req(b"POST", b"/c", headers=[b"Transfer-Encoding: chunked"],
+                            body=b'3;a\r\nabc\r\n2 ; b = c ;d="e\\"f"\r\nde\r\n0;z\r\n'
+                                 b"T: 1\r\n\r\n"),
+    "chunk-extension-bad": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
+                               body=b"3;=x\r\nabc\r\n0\r\n\r\n"),
+    "trailer-bare-lf": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
+                           body=b"3\r\nabc\r\n0\r\nT: 1\n\r\n"),
 }
 STREAMING = {
     "stream-chunked": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
@@ -58,6 +80,8 @@ STREAMING = {
                             body=b"5000\r\n" + b"z" * 3000),
     "stream-bad-chunk": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
                             body=b"3\r\nabc\r\nzz\r\n"),
+    "stream-chunk-extensions": req(b"POST", b"/r", headers=[b"Transfer-Encoding: chunked"],
+                                   body=b'5; a="b";c\r\nhello\r\n0\r\n\r\n'),
 }
 
 
