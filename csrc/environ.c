@@ -6,6 +6,7 @@
  * objects. Must not read sockets nor touch the connection: aw_environ_src_t says it all.
  */
 #include "environ.h"
+#include "http.h"
 
 #include <strings.h>
 
@@ -115,17 +116,6 @@ static int set_peer(aw_state_t *st, aw_peer_t *peer, PyObject *d)
 
 /* ---- the target -------------------------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* PATH_INFO: the percent-decoded path, as a latin-1 str (PEP 3333: bytes as code points). */
 static PyObject *decode_path(const char *p, size_t n)
 {
@@ -135,17 +125,7 @@ static PyObject *decode_path(const char *p, size_t n)
     char *out = n <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(n);
     if (!out)
         return PyErr_NoMemory();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = p[i];
-        }
-    }
+    size_t o = aw_percent_decode(p, n, out);
     PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
     if (out != stackbuf)
         PyMem_Free(out);
@@ -175,19 +155,6 @@ static int set_plain_path(aw_state_t *st, PyObject *d, const char *u, size_t n)
     return r;
 }
 
-/* Where the path begins in an absolute-form target ("http://host/path?query"). */
-static const char *path_start(const char *u, const char *end)
-{
-    size_t n = (size_t)(end - u);
-    const char *colon = n > 0 && u[0] != '/' && u[0] != '*' ? memchr(u, ':', n) : NULL;
-    if (!colon || end - colon <= 2 || colon[1] != '/' || colon[2] != '/')
-        return u;
-    const char *auth = colon + 3;
-    const char *slash = memchr(auth, '/', (size_t)(end - auth));
-    const char *q = memchr(auth, '?', (size_t)(end - auth));
-    return slash && (!q || slash < q) ? slash : (q ? q : end);
-}
-
 /* RAW_URI, PATH_INFO and QUERY_STRING from the request target: origin-form "/path?query",
  * absolute-form "http://host/path?query", asterisk-form "*". */
 static int set_target(aw_state_t *st, PyObject *d, const char *u, size_t n)
@@ -196,20 +163,17 @@ static int set_target(aw_state_t *st, PyObject *d, const char *u, size_t n)
         return set_plain_path(st, d, u, n);
     if (set_str(d, st->k_RAW_URI, u, n) < 0)
         return -1;
-    const char *end = u + n, *path = path_start(u, end);
-    const char *q = memchr(path, '?', (size_t)(end - path));
-    const char *frag = memchr(path, '#', (size_t)(end - path));
-    const char *path_end = q ? q : (frag ? frag : end);
-    PyObject *pi = decode_path(path, (size_t)(path_end - path));
+    aw_target_t t;
+    aw_target_split(u, n, &t);
+    PyObject *pi = decode_path(t.path, t.path_len);
     if (!pi || PyDict_SetItem(d, st->k_PATH_INFO, pi) < 0) {
         Py_XDECREF(pi);
         return -1;
     }
     Py_DECREF(pi);
-    if (!q)
+    if (!t.query)
         return PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty);
-    const char *qend = frag && frag > q ? frag : end;
-    return set_str(d, st->k_QUERY_STRING, q + 1, (size_t)(qend - q - 1));
+    return set_str(d, st->k_QUERY_STRING, t.query, t.query_len);
 }
 
 /* ---- headers ----------------------------------------------------------------------------- */

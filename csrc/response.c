@@ -1,10 +1,10 @@
 /* response.c: bytes of HTTP that go to the client.
  *
- * Owns: the one table of status lines, the Date format, validation and serialisation of the
- * status and headers an app gives start_response (PEP 3333), the body framing and its
- * enforcement (the app's Content-Length; chunked on HTTP/1.1; close-delimited on HTTP/1.0), and
- * the server's own answers (100 Continue, 4xx/5xx). Must not call the app nor write to a socket:
- * everything is queued on the connection's aw_out_t.
+ * Owns: the Date header, validation and serialisation of the status and headers an app gives
+ * start_response (PEP 3333), the body framing and its enforcement (the app's Content-Length;
+ * chunked on HTTP/1.1; close-delimited on HTTP/1.0), and the server's own answers (100
+ * Continue, 4xx/5xx; status lines from http.c's table). Must not call the app nor write to a
+ * socket: everything is queued on the connection's aw_out_t.
  */
 #include "response.h"
 
@@ -12,39 +12,15 @@
 #include <stdio.h>
 #include <strings.h>
 
-/* ---- status lines: one table, checked by a test ------------------------------------------ */
+/* ---- status lines and the Date header --------------------------------------------------- */
 
-static const struct {
-    int code;
-    const char *reason;
-} status_table[] = {
-    {.code = 100, .reason = "Continue"},
-    {.code = 400, .reason = "Bad Request"},
-    {.code = 408, .reason = "Request Timeout"},
-    {.code = 413, .reason = "Content Too Large"},
-    {.code = 431, .reason = "Request Header Fields Too Large"},
-    {.code = 500, .reason = "Internal Server Error"},
-    {.code = 501, .reason = "Not Implemented"},
-    {.code = 503, .reason = "Service Unavailable"},
-    {.code = 505, .reason = "HTTP Version Not Supported"},
-};
-
-#define N_STATUS (sizeof(status_table) / sizeof(status_table[0]))
-
-const char *aw_status_reason(int status)
-{
-    for (size_t i = 0; i < N_STATUS; i++) {
-        if (status_table[i].code == status)
-            return status_table[i].reason;
-    }
-    return "Error";
-}
-
+/* _core.STATUS_REASONS: http.c's table as {code: reason}. */
 int aw_status_table_export(PyObject *dict)
 {
-    for (size_t i = 0; i < N_STATUS; i++) {
-        PyObject *k = PyLong_FromLong(status_table[i].code);
-        PyObject *v = PyUnicode_FromString(status_table[i].reason);
+    for (int i = 0; i < aw_status_count(); i++) {
+        const char *reason;
+        PyObject *k = PyLong_FromLong(aw_status_at(i, &reason));
+        PyObject *v = PyUnicode_FromString(reason);
         int r = (k && v) ? PyDict_SetItem(dict, k, v) : -1;
         Py_XDECREF(k);
         Py_XDECREF(v);
@@ -54,19 +30,13 @@ int aw_status_table_export(PyObject *dict)
     return 0;
 }
 
-/* "Date: <IMF-fixdate>\r\n" (RFC 9110 5.6.7), formatted by hand: strftime would follow the C
- * locale. Returns its length. */
+/* "Date: <IMF-fixdate>\r\n" (RFC 9110 6.6.1). Returns its length. */
 size_t aw_format_date(time_t t, char out[AW_DATE_MAX])
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int n = snprintf(out, AW_DATE_MAX, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                     days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return n > 0 ? (size_t)n : 0;
+    char date[AW_HTTP_DATE_LEN + 1];
+    size_t n = aw_http_date(t, date);
+    int len = snprintf(out, AW_DATE_MAX, "Date: %.*s\r\n", (int)n, date);
+    return len > 0 ? (size_t)len : 0;
 }
 
 /* ---- validation of what start_response was given ----------------------------------------- */

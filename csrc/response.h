@@ -8,6 +8,7 @@
 #define AW_RESPONSE_H
 
 #include "compat.h"
+#include "http.h"
 #include "log.h"
 #include "output.h"
 
@@ -46,7 +47,6 @@ int aw_response_status(const aw_resp_t *r);
 int aw_response_must_close(const aw_resp_t *r);
 unsigned long long aw_response_body_bytes(const aw_resp_t *r);
 
-const char *aw_status_reason(int status);
 int aw_status_table_export(PyObject *dict);
 size_t aw_format_date(time_t t, char out[AW_DATE_MAX]);
 
