@@ -10,6 +10,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 void aw_out_init(aw_out_t *out, aw_pool_t *pool)
 {
@@ -105,6 +106,23 @@ void aw_out_file(aw_out_t *out, int fd, long long off, long long len)
     out->file_left = len;
 }
 
+/* The same, but the queue owns fd: it is closed once sent, or when the queue is cleared. */
+void aw_out_file_owned(aw_out_t *out, int fd, long long off, long long len)
+{
+    aw_out_file(out, fd, off, len);
+    out->file_owned = 1;
+}
+
+/* The file is out, or will never be. */
+static void file_done(aw_out_t *out)
+{
+    if (out->file_owned && out->file_fd >= 0)
+        close(out->file_fd);
+    out->file_fd = -1;
+    out->file_owned = 0;
+    out->file_left = 0;
+}
+
 /* Drop the pieces that sent bytes covered. */
 static void consumed(aw_out_t *out, size_t sent)
 {
@@ -168,7 +186,7 @@ static int send_file(aw_out_t *out, int sock)
         out->file_left -= n;
         out->sent += (unsigned long long)n;
     }
-    out->file_fd = -1;
+    file_done(out);
     return 0;
 }
 
@@ -243,8 +261,7 @@ void aw_out_clear(aw_out_t *out)
         Py_CLEAR(out->segs[i].obj);
     out->nsegs = out->head = 0;
     out->len = out->queued = 0;
-    out->file_fd = -1;
-    out->file_left = 0;
+    file_done(out);
     aw_pool_put(out->pool, out->buf, out->cap);
     out->buf = NULL;
     out->cap = 0;
