@@ -289,13 +289,36 @@ static void wake_app(aw_conn_t *c)
         set_state(c, AW_CONN_APP);
 }
 
-/* The head is complete and valid: the environ, then the app (streaming input) or the body. */
+static int request_done(aw_conn_t *c);
+
+/* A request under a --static prefix is answered here, from a file, without Python; the
+ * request then ends as any other. Returns 1 when it was one. */
+static int answer_static(aw_conn_t *c, const aw_request_t *req)
+{
+    aw_static_route_t route;
+    aw_resp_ctx_t ctx;
+    if (!aw_static_route(c->srv->statics, req, c->rbuf + c->head_start, &route))
+        return 0;
+    if (!req->has_body)
+        aw_body_end(&c->body); /* nothing to read: the connection may carry another request */
+    aw_conn_resp_ctx(c, &ctx);
+    if (aw_response_static(&c->resp, &c->out, &c->srv->log, &route, &ctx, c->srv->loop.now_ms))
+        answer_error(c, 500);
+    else
+        request_done(c);
+    return 1;
+}
+
+/* The head is complete and valid: a static file, or the environ, then the app (streaming
+ * input) or the body. */
 static int on_head(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     const aw_request_t *req = aw_parser_request(&c->parser);
     aw_environ_src_t src;
     c->t_start = aw_log_wants_access(&s->log) ? aw_log_clock() : 0;
+    if (answer_static(c, req))
+        return 0;
     environ_src(c, &src, req);
     PyObject *environ = aw_environ_build(&src);
     if (!environ)

@@ -2,9 +2,9 @@
  *
  * Owns: the Date header, validation and serialisation of the status and headers an app gives
  * start_response (PEP 3333), the body framing and its enforcement (the app's Content-Length;
- * chunked on HTTP/1.1; close-delimited on HTTP/1.0), and the server's own answers (100
- * Continue, 4xx/5xx; status lines from http.c's table). Must not call the app nor write to a
- * socket: everything is queued on the connection's aw_out_t.
+ * chunked on HTTP/1.1; close-delimited on HTTP/1.0), the server's own answers (100 Continue,
+ * 4xx/5xx; status lines from http.c's table), and queueing static.c's. Must not call the app
+ * nor write to a socket: everything is queued on the connection's aw_out_t.
  */
 #include "response.h"
 
@@ -392,6 +392,35 @@ int aw_response_error(aw_resp_t *r, aw_out_t *out, int status, const aw_resp_ctx
     r->headers_sent = 1;
     r->close = 1;
     return aw_out_copy(out, buf, (size_t)n);
+}
+
+/* Queue the answer to a request under a --static prefix (static.c writes it straight into the
+ * queue's buffer; its file follows, sent with sendfile), and record what the access log and
+ * the keep-alive decision need. Returns 0, or -1 with an exception set (no memory: nothing was
+ * queued). */
+int aw_response_static(aw_resp_t *r, aw_out_t *out, aw_log_t *log, aw_static_route_t *route,
+                       const aw_resp_ctx_t *ctx, long long now_ms)
+{
+    aw_static_ctx_t sctx = {.keep_alive = ctx->keep_alive, .date = ctx->date,
+                            .date_len = ctx->date_len, .now_ms = now_ms};
+    aw_static_answer_t a;
+    char *buf = aw_out_reserve(out, aw_static_room(route));
+    if (!buf) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    aw_static_answer(route, &sctx, buf, &a);
+    aw_out_commit(out, a.len);
+    if (a.fd >= 0)
+        aw_out_file_owned(out, a.fd, a.off, a.count);
+    if (a.status >= 500)
+        aw_log_message(log, AW_LOG_ERROR, "static file %.200s: %s", route->path,
+                       strerror(a.err));
+    r->status = a.status;
+    r->body_bytes = a.body_bytes;
+    r->headers_sent = 1;
+    r->close = a.close;
+    return 0;
 }
 
 /* RFC 9110 10.1.1: the client may send the body. */

@@ -46,7 +46,7 @@ def parse_value(text):
     return text
 
 
-LIST_OPTIONS = ("forwarded_allow_ips",)  # comma-separated on the command line
+LIST_OPTIONS = ("forwarded_allow_ips", "static")  # comma-separated on the command line
 
 
 def parse_args(argv):

@@ -177,6 +177,27 @@ def test_bottle_options_reach_aiowsgi(run_script):
         sock.close()
 
 
+def test_static_option_serves_files_beside_the_bottle_app(run_script, tmp_path):
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "site.css").write_bytes(b"h1 { margin: 0 }\n")
+    port = free_port()
+    run_script("""
+        import aiowsgi.bottle
+        bottle.run(app, server="aiowsgi", host="127.0.0.1", port=%d,
+                   static={"/static": "public"}, static_max_age=120)
+        """ % port, tcp(port))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/static/site.css")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"h1 { margin: 0 }\n")
+        assert resp.getheader("Content-Type") == "text/css; charset=utf-8"
+        assert resp.getheader("Cache-Control") == "public, max-age=120"
+        assert get_json(conn)["remote"] == "127.0.0.1"  # the rest is still the app's
+    finally:
+        conn.close()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("aiowsgi.master") is None,
                     reason="serve(workers=N) (aiowsgi.master) is not merged yet")
 def test_workers_option_starts_worker_processes(run_script):
