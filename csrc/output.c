@@ -156,7 +156,9 @@ static int send_queue(aw_out_t *out, int sock)
                                     .iov_len = sg->len};
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        /* a file follows: let its first bytes share the head's segment */
+        int more = out->file_left > 0 ? MSG_MORE : 0;
+        ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | more);
         if (sent < 0) {
             if (errno == EINTR)
                 continue;
