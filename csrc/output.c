@@ -12,6 +12,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* A file this small follows its head in the same segment (MSG_MORE holds the head back until
+ * sendfile adds the file): one packet instead of two. Not for larger files, which fill many
+ * segments anyway: measured on loopback, holding the head back there made the server's CPU per
+ * 1 MB response 15-25% higher (the client's, three times lower: nginx with tcp_nopush does the
+ * same). 64 KiB: the largest segment the kernel hands a device (GSO). */
+#define AW_CORK_MAX (64 * 1024)
+
 void aw_out_init(aw_out_t *out, aw_pool_t *pool)
 {
     *out = (aw_out_t){.pool = pool, .file_fd = -1};
@@ -156,8 +163,7 @@ static int send_queue(aw_out_t *out, int sock)
                                     .iov_len = sg->len};
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        /* a file follows: let its first bytes share the head's segment */
-        int more = out->file_left > 0 ? MSG_MORE : 0;
+        int more = out->file_left > 0 && out->file_left <= AW_CORK_MAX ? MSG_MORE : 0;
         ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | more);
         if (sent < 0) {
             if (errno == EINTR)
