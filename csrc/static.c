@@ -445,7 +445,7 @@ static int hashed_name(const char *name, size_t n)
 /* Where the answer's bytes go; the room was reserved from aw_static_room(), and a write that
  * would not fit (it cannot happen) marks the buffer full instead. */
 typedef struct {
-    char *start, *p, *end;
+    char *p, *end;
     int full;
 } aw_buf_t;
 
@@ -630,7 +630,7 @@ static int find_file(aw_static_route_t *r, long long now, aw_pick_t *pick, int *
  * ("<seconds hex>-<size hex>"), so that both give a file the same one. Returns its length. */
 static size_t entity_tag(const aw_file_t *f, char out[48])
 {
-    aw_buf_t b = {.start = out, .p = out, .end = out + 48};
+    aw_buf_t b = {.p = out, .end = out + 48};
     put(&b, LIT("\""));
     put_num(&b, (unsigned long long)f->mtime.tv_sec, 16);
     put(&b, LIT("-"));
@@ -735,7 +735,7 @@ size_t aw_static_room(const aw_static_route_t *route)
 void aw_static_answer(aw_static_route_t *route, const aw_static_ctx_t *ctx, char *buf,
                       aw_static_answer_t *ans)
 {
-    aw_buf_t b = {.start = buf, .p = buf, .end = buf + aw_static_room(route)};
+    aw_buf_t b = {.p = buf, .end = buf + aw_static_room(route)};
     aw_pick_t pick;
     int method = route->req->method, err = 0, status = route->refused;
     *ans = (aw_static_answer_t){.fd = -1, .close = !ctx->keep_alive};
@@ -753,7 +753,7 @@ void aw_static_answer(aw_static_route_t *route, const aw_static_ctx_t *ctx, char
         if (ans->fd >= 0)
             close(ans->fd);
         *ans = (aw_static_answer_t){.fd = -1, .close = !ctx->keep_alive, .err = ENOBUFS};
-        b = (aw_buf_t){.start = buf, .p = buf, .end = buf + aw_static_room(route)};
+        b = (aw_buf_t){.p = buf, .end = buf + aw_static_room(route)};
         answer_plain(&b, 500, route, ctx, ans);
     }
     ans->len = (size_t)(b.p - buf);
