@@ -1,51 +1,83 @@
-"""Fixtures of the core tests: real servers in subprocesses (tests/support.py), on port 0.
+"""Fixtures: every server a test starts comes from here, through tests/support/server.py.
 
-``server``: the shared router server of the current test module (tests.apps:router with the
-default options); it is checked after every test and restarted if a test killed it (and that
-test then fails).  ``server_factory(app, **options)``: a fresh server for this test only,
-stopped afterwards; a server that died during the test fails it.
+``start``: a ``Launcher`` for this test (``start.apps``, ``start.cli``, ``start.script``,
+``start.command``, ``start.in_thread``); every server it started is stopped when the test
+ends, and a server that died without the test asking for it fails the test.
+
+``shared_server(*apps, env=None, **options)``: the same, but the server is kept for the whole
+module (started on first use, started again if it is found dead, which fails the test that
+killed it).  ``server``: ``shared_server(ROUTER)``, the router of every test app with the default
+options.
+
+``server_options``: the extra options every aiowsgi server gets, one run of each server test
+per entry of ``SERVER_VARIANTS`` below: the one place to run the suite over server modes.
 """
 
 import pytest
 
-from tests.support import ServerDied, ServerProcess
+from tests.support.server import ROUTER, Launcher
+
+# name -> options added to every server a test starts.  With more than one entry every
+# server-based test runs once per entry (its name in the test id), e.g. for the thread pool:
+#     SERVER_VARIANTS = {"threads1": {"threads": 1}, "threads4": {"threads": 4}}
+SERVER_VARIANTS = {"default": {}}
+
+
+@pytest.fixture(scope="session",
+                params=sorted(SERVER_VARIANTS) if len(SERVER_VARIANTS) > 1 else None)
+def server_options(request):
+    return SERVER_VARIANTS[getattr(request, "param", next(iter(SERVER_VARIANTS)))]
+
+
+@pytest.fixture
+def start(tmp_path, server_options):
+    launcher = Launcher(tmp_path, server_options)
+    yield launcher
+    dead = launcher.stop_all()
+    if dead:
+        pytest.fail("a server died during the test:\n" + "\n".join(dead), pytrace=False)
+
+
+class SharedServers:
+    """Servers kept for a module, one per (apps, environment, options)."""
+
+    def __init__(self, launcher):
+        self.launcher = launcher
+        self.servers = {}
+
+    def get(self, apps, options, env=None):
+        key = (apps, tuple(sorted((env or {}).items())), tuple(sorted(options.items())))
+        srv = self.servers.get(key)
+        if srv is None or not srv.alive():
+            if srv is not None:
+                srv.stop()
+            srv = self.servers[key] = self.launcher.apps(*apps, env=env, **options)
+        return srv
 
 
 @pytest.fixture(scope="module")
-def _module_servers():
-    servers = {}
-    yield servers
-    for srv in servers.values():
-        srv.stop()
+def _shared_servers(tmp_path_factory, server_options):
+    launcher = Launcher(tmp_path_factory.mktemp("shared"), server_options)
+    yield SharedServers(launcher)
+    launcher.stop_all()
 
 
 @pytest.fixture
-def server(_module_servers):
-    srv = _module_servers.get("router")
-    if srv is None or not srv.alive():
-        srv = _module_servers["router"] = ServerProcess("tests.apps:router").start()
-    yield srv
-    try:
-        srv.check_alive()
-    except ServerDied as exc:
-        pytest.fail("the server died during the test: %s" % exc, pytrace=False)
+def shared_server(_shared_servers):
+    used = set()
 
-
-@pytest.fixture
-def server_factory():
-    started = []
-
-    def start(*apps, env=None, **options):
-        srv = ServerProcess(*apps, env=env, **options).start()
-        started.append(srv)
+    def get(*apps, env=None, **options):
+        srv = _shared_servers.get(apps, options, env)
+        used.add(srv)
         return srv
 
-    yield start
-    dead = []
-    for srv in started:
-        if not srv.alive():
-            dead.append("%s: exit status %s; stderr:\n%s"
-                        % (srv.apps, srv.proc.returncode, srv.stderr()[-4000:]))
-        srv.stop()
+    yield get
+    dead = [srv.died() for srv in used if not srv.alive()]
     if dead:
-        pytest.fail("server died during the test: " + "\n".join(dead), pytrace=False)
+        pytest.fail("the shared server died during the test:\n" + "\n".join(dead),
+                    pytrace=False)
+
+
+@pytest.fixture
+def server(shared_server):
+    return shared_server(ROUTER)

@@ -1,7 +1,8 @@
 """Static files served by the C core (``--static URL_PREFIX=DIRECTORY``, SPEC section 7).
 
-Every test talks over real sockets to a real server process (tests/serve.py, the router app
-behind it) serving a directory the module builds: files of every common type, a directory with
+Every test talks over real sockets to a real server process (the router of
+tests/support/apps.py behind it, through tests/support/server.py) serving a directory the
+module builds: files of every common type, a directory with
 an index and one without, precompressed siblings, hashed names, and symlinks and special files
 that must never lead anywhere.  The router records every call it gets, so a test can tell that
 a static request never reached Python.  Where it matters, the tests run against both ways of
@@ -15,16 +16,15 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-import aiowsgi
-from tests.support import RawClient, ServerProcess, build_request, get, wait_for
+from tests.support.client import RawClient, build_request, get
+from tests.support.server import ROUTER, run_command
+from tests.support.waits import wait_for
 
 MB = 1024 * 1024
 SECRET = b"the secret next to the site: never served\n"
@@ -122,39 +122,29 @@ def site(tmp_path_factory):
     return build_site(tmp_path_factory.mktemp("static"))
 
 
-@pytest.fixture(scope="module")
-def servers(site):
-    started = {}
-
+@pytest.fixture
+def servers(shared_server, site):
+    """``servers(env=None, **options)``: the router with /static mounted (unless ``static``
+    says otherwise), kept for the module."""
     def get_server(env=None, **options):
-        key = (tuple(sorted((env or {}).items())), tuple(sorted(options.items())))
-        srv = started.get(key)
-        if srv is None or not srv.alive():
-            options.setdefault("static", "/static=%s" % site)
-            srv = started[key] = ServerProcess("tests.apps:router", env=env, **options).start()
-        return srv
+        options.setdefault("static", "/static=%s" % site)
+        return shared_server(ROUTER, env=env, **options)
 
-    yield get_server
-    for srv in started.values():
-        srv.stop()
+    return get_server
 
 
 @pytest.fixture
 def server(servers):
-    srv = servers()
-    yield srv
-    srv.check_alive()
+    return servers()
 
 
 @pytest.fixture(params=["openat2", "fallback"])
 def any_resolver(request, servers):
-    srv = servers(env=FALLBACK if request.param == "fallback" else None)
-    yield srv
-    srv.check_alive()
+    return servers(env=FALLBACK if request.param == "fallback" else None)
 
 
 def fetch(srv, target, headers=(), method="GET", version="HTTP/1.1"):
-    return get(srv.port, target, headers, version=version, method=method)
+    return get(srv.address, target, headers, method=method, version=version)
 
 
 def router_calls(srv):
@@ -187,7 +177,7 @@ def test_head_gets_the_headers_of_get_and_no_body(server):
     assert head.status == 200 and head.body == b""
     for name in ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Cache-Control"):
         assert head.header(name) == got.header(name), name
-    with RawClient(server.host, server.port) as c:  # nothing follows the head on the wire
+    with RawClient(server.address) as c:  # nothing follows the head on the wire
         c.request("HEAD", "/static/big.bin")
         c.request("GET", "/static/app.css")
         assert c.read_response("HEAD").header("Content-Length") == str(MB)
@@ -227,7 +217,7 @@ def test_other_methods_get_405_with_allow(server, method):
 
 
 def test_a_405_to_a_request_with_a_body_closes_the_connection(server):
-    with RawClient(server.host, server.port) as c:
+    with RawClient(server.address) as c:
         c.request("POST", "/static/app.css", body=b"x" * 1000)
         r = c.read_response()
         assert r.status == 405 and r.header("Connection") == "close"
@@ -255,12 +245,12 @@ def test_server_date_and_connection_on_every_answer(server, target, headers, sta
 
 
 def test_http10_clients_get_the_connection_they_asked_for(server):
-    with RawClient(server.host, server.port) as c:
+    with RawClient(server.address) as c:
         c.request("GET", "/static/app.css", version="HTTP/1.0")
         r = c.read_response()
         assert r.status == 200 and r.header("Connection") == "close"
         assert c.peer_closed()
-    with RawClient(server.host, server.port) as c:
+    with RawClient(server.address) as c:
         c.request("GET", "/static/app.css", [("Connection", "keep-alive")], version="HTTP/1.0")
         assert c.read_response().header("Connection") == "keep-alive"
         c.request("GET", "/static/docs/", version="HTTP/1.0")
@@ -268,7 +258,7 @@ def test_http10_clients_get_the_connection_they_asked_for(server):
 
 
 def test_connection_close_is_honoured(server):
-    with RawClient(server.host, server.port) as c:
+    with RawClient(server.address) as c:
         c.request("GET", "/static/big.bin", [("Connection", "close")])
         r = c.read_response()
         assert (r.status, len(r.body), r.header("Connection")) == (200, MB, "close")
@@ -277,7 +267,7 @@ def test_connection_close_is_honoured(server):
 
 def test_pipelined_static_and_app_requests_are_answered_in_order(server, site):
     big = (site / "big.bin").read_bytes()
-    with RawClient(server.host, server.port) as c:
+    with RawClient(server.address) as c:
         c.send(build_request("GET", "/static/big.bin") + build_request("GET", "/hello/")
                + build_request("HEAD", "/static/app.css") + build_request("GET", "/static/nope")
                + build_request("GET", "/static/big.bin", [("Range", "bytes=-5")])
@@ -691,7 +681,7 @@ def test_a_slow_reader_of_a_large_file_blocks_no_one(tmp_path, servers):
     with open(site / "large.bin", "wb") as f:
         f.truncate(64 * MB)
     srv = servers(static="/large=%s" % site)
-    slow = RawClient(srv.host, srv.port, rcvbuf=65536)
+    slow = RawClient(srv.address, rcvbuf=65536)
     slow.request("GET", "/large/large.bin")
     head = slow.read_head()
     assert head.status == 200 and head.header("Content-Length") == str(64 * MB)
@@ -709,7 +699,7 @@ def test_a_client_leaving_mid_file_leaks_no_descriptor(servers):
     fetch(srv, "/static/app.css")
     baseline = srv.open_fds()
     for _ in range(20):
-        c = RawClient(srv.host, srv.port, rcvbuf=4096)
+        c = RawClient(srv.address, rcvbuf=4096)
         c.request("GET", "/static/big.bin")
         c.read_exact(1000)
         c.close()
@@ -741,37 +731,19 @@ def test_the_longest_prefix_wins(tmp_path, servers, site):
     assert fetch(srv, "/static/docs/guide.txt").status == 404
 
 
-def test_the_command_line_mounts_repeated_static_options(tmp_path, site):
+def test_the_command_line_mounts_repeated_static_options(start, tmp_path, site):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "o.txt").write_bytes(b"other mount\n")
     (tmp_path / "app.py").write_text(
         "def app(environ, start_response):\n"
         "    start_response('200 OK', [])\n"
         "    return [b'app ' + environ['PATH_INFO'].encode()]\n")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiowsgi", "-b", "127.0.0.1:%d" % port, "--static",
-         "/s=%s" % site, "--static", "/o/=other", "--static-max-age", "5", "app:app"],
-        cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=os.getcwd()),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        assert wait_for(lambda: _answers(port), 20)
-        r = get(port, "/s/app.css")
-        assert r.status == 200 and r.header("Cache-Control") == "public, max-age=5"
-        assert get(port, "/o/o.txt").body == b"other mount\n"
-        assert get(port, "/x").body == b"app /x"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-
-
-def _answers(port):
-    try:
-        return get(port, "/x").status == 200
-    except OSError:
-        return False
+    srv = start.cli("-b", "127.0.0.1:0", "--static", "/s=%s" % site, "--static", "/o/=other",
+                    "--static-max-age", "5", "app:app", cwd=tmp_path)
+    r = srv.get("/s/app.css")
+    assert r.status == 200 and r.header("Cache-Control") == "public, max-age=5"
+    assert srv.get("/o/o.txt").body == b"other mount\n"
+    assert srv.get("/x").body == b"app /x"
 
 
 @pytest.mark.parametrize("value, message", [
@@ -781,25 +753,17 @@ def _answers(port):
     ("/s=/nonexistent-dir-for-aiowsgi", "is not a directory"),
 ])
 def test_a_bad_static_option_is_a_usage_error(tmp_path, value, message):
-    result = subprocess.run([sys.executable, "-m", "aiowsgi", "--static", value, "app:app"],
-                            cwd=str(tmp_path), capture_output=True, text=True, timeout=30,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    result = run_command([sys.executable, "-m", "aiowsgi", "--static", value, "app:app"],
+                         cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
-def test_the_python_api_takes_a_dict(site):
+def test_the_python_api_takes_a_dict(start, site):
     def app(environ, start_response):
         start_response("200 OK", [])
         return [b"app"]
 
-    server = aiowsgi.Server(app, bind="127.0.0.1:0", static={"/assets/": site})
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        port = int(server.addresses[0].rpartition(":")[2])
-        assert get(port, "/assets/app.css").body == b"body { color: red }\n"
-        assert get(port, "/assets").header("Location") == "/assets/"
-        assert get(port, "/other").body == b"app"
-    finally:
-        server.stop()
-        thread.join(15)
+    srv = start.in_thread(app, static={"/assets/": site})
+    assert srv.get("/assets/app.css").body == b"body { color: red }\n"
+    assert srv.get("/assets").header("Location") == "/assets/"
+    assert srv.get("/other").body == b"app"

@@ -4,7 +4,7 @@
 # into the (uninstrumented) python.  Every process (pytest and each server it starts) writes
 # sanitizer reports to build/asan/reports/; any report fails the run, even if no test noticed.
 #
-# Usage: tools/asan-test.sh [pytest args]   (default: tests -m "not soak", plus a short soak)
+# Usage: tools/asan-test.sh [pytest args]   (default: the fast suite, then a short leak soak)
 # Environment: PYTHON (python3), ASAN_SOAK_REQUESTS (4000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +42,9 @@ ASAN_LIB=$(gcc -print-file-name=libasan.so)
 UBSAN_LIB=$(gcc -print-file-name=libubsan.so)
 export LD_PRELOAD="$ASAN_LIB:$UBSAN_LIB"
 # detect_leaks=0: CPython itself is not leak-clean at exit; leaks are the soak's job.
-# allow_user_segv_handler=0: faulthandler (tests/serve.py) would otherwise take SIGSEGV on its
-# alternate stack and ASan's report would lose its stack trace.
+# allow_user_segv_handler=0: faulthandler (tests/support/server.py sets PYTHONFAULTHANDLER for
+# every server) would otherwise take SIGSEGV on its alternate stack and ASan's report would
+# lose its stack trace.
 export ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=0:abort_on_error=1:halt_on_error=1:log_path=$REPORTS/asan:print_summary=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$REPORTS/ubsan"
 export PYTHONMALLOC=malloc   # every Python allocation goes through ASan's malloc
@@ -58,7 +59,7 @@ if [ $# -gt 0 ]; then
   "$PYTHON" -m pytest -q -p no:cacheprovider "$@" || status=$?
 else
   "$PYTHON" -m pytest -q -p no:cacheprovider tests -m "not soak" || status=$?
-  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_soak.py || status=$?
+  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_leaks.py -m soak || status=$?
 fi
 unset LD_PRELOAD
 if compgen -G "$REPORTS/*" >/dev/null; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The leak soak (tests/test_soak.py) under a debug CPython, which has sys.gettotalrefcount():
-# on top of RSS and descriptors, the total reference count of the server process must not
-# drift.  Debian's python3-dbg (3.11 debug build) is used; the extension is built for it in a
+# The leak soak (tests/test_leaks.py -m soak) under a debug CPython, which has
+# sys.gettotalrefcount(): on top of RSS and descriptors, the total reference count of the
+# server process must not drift.  Debian's python3-dbg (3.11 debug build) is used; the extension is built for it in a
 # copy of the tree under build/refcount/ (a debug interpreter needs a debug-ABI extension).
 #
 # Usage: tools/refcount-soak.sh [pytest args]   Environment: PYTHON_DBG (python3-dbg),
@@ -23,4 +23,4 @@ export AIOWSGI_SOAK_REQUESTS=${REFCOUNT_SOAK_REQUESTS:-80000}
 if [ $# -gt 0 ]; then
   exec "$PYTHON_DBG" -m pytest -q -s -p no:cacheprovider "$@"
 fi
-exec "$PYTHON_DBG" -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+exec "$PYTHON_DBG" -m pytest -q -s -p no:cacheprovider tests/test_leaks.py -m soak

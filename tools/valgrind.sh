@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run a subset of the tests with every server process under valgrind memcheck (the pytest
-# process itself stays uninstrumented: tools/hardening_support.py puts
-# AIOWSGI_SERVER_WRAPPER in front of the server's command line).  PYTHONMALLOC=malloc sends
-# every Python allocation to valgrind's malloc, so CPython needs no suppressions for pymalloc;
+# process itself stays uninstrumented: tests/support/server.py puts AIOWSGI_SERVER_WRAPPER in
+# front of every server's command line).  PYTHONMALLOC=malloc sends every Python allocation
+# to valgrind's malloc, so CPython needs no suppressions for pymalloc;
 # tools/valgrind-python.supp holds the few CPython-internal reports left.
 # Any memcheck error, or memory definitely lost, in any server fails the run.
 #
@@ -24,8 +24,8 @@ status=0
 if [ $# -gt 0 ]; then
   "$PYTHON" -m pytest -q -p no:cacheprovider "$@" || status=$?
 else
-  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_smuggling.py tests/test_soak.py \
-    || status=$?
+  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_request_smuggling.py || status=$?
+  "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_leaks.py -m soak || status=$?
 fi
 bad=0
 for f in "$OUT"/vg.*.log; do

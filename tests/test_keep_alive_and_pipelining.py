@@ -1,15 +1,21 @@
-"""Connection management: keep-alive, Connection: close, HTTP/1.0, pipelining, slow senders."""
+"""Connections (SPEC section 4): HTTP/1.1 keep-alive unless ``Connection: close``, HTTP/1.0
+keep-alive only when asked for, pipelined requests answered in order however they are split,
+and clients that send slowly, half-close or come by the dozen."""
 
+import hashlib
 import http.client
+import os
+import random
 import re
 import subprocess
-import time
 
-from tests.support import RSS_MEANINGFUL, RawClient, build_request, chunked, wait_for
+import pytest
+
+from tests.support.client import build_request, chunked
 
 
 def test_http11_connection_is_kept_alive_by_default(server):
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         ports = set()
         for i in range(3):
             c.request("GET", "/environ/%d" % i)
@@ -24,7 +30,7 @@ def test_http11_connection_is_kept_alive_by_default(server):
 
 
 def test_connection_close_request_closes_after_the_response(server):
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.request("GET", "/hello/", [("Connection", "close")])
         resp = c.read_response()
         assert resp.status == 200 and resp.body == b"Hello, world!\n"
@@ -33,8 +39,16 @@ def test_connection_close_request_closes_after_the_response(server):
         assert not c.buf
 
 
+@pytest.mark.parametrize("value", ["CLOSE", "Close", "keep-alive, close"])
+def test_connection_close_token_is_case_insensitive_and_found_in_lists(server, value):
+    with server.client() as c:
+        c.request("GET", "/hello/", [("Connection", value)])
+        assert c.read_response().status == 200
+        assert c.peer_closed(5)
+
+
 def test_http10_connection_is_closed_by_default(server):
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.request("GET", "/hello/", version="HTTP/1.0")
         resp = c.read_response()
         assert resp.status == 200 and resp.body == b"Hello, world!\n"
@@ -43,7 +57,7 @@ def test_http10_connection_is_closed_by_default(server):
 
 
 def test_http10_keep_alive_when_asked(server):
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         for i in range(3):
             c.request("GET", "/environ/ka%d" % i, [("Connection", "keep-alive")],
                       version="HTTP/1.0")
@@ -52,13 +66,21 @@ def test_http10_keep_alive_when_asked(server):
             assert resp.framing == "length"  # 1.0 has no chunked: only a length keeps it alive
             assert "keep-alive" in resp.connection_tokens()
             assert resp.json()["PATH_INFO"] == "/environ/ka%d" % i
-        c.request("GET", "/hello/", version="HTTP/1.0")  # no keep-alive asked: last one
+        c.request("GET", "/hello/", version="HTTP/1.0")  # no keep-alive asked: the last one
         assert c.read_response().body == b"Hello, world!\n"
         assert c.peer_closed(5)
 
 
+@pytest.mark.parametrize("value", ["Keep-Alive", "KEEP-ALIVE", "keep-alive, foo"])
+def test_http10_keep_alive_token_is_case_insensitive(server, value):
+    with server.client() as c:
+        for _ in range(2):
+            c.request("GET", "/hello/", [("Connection", value)], version="HTTP/1.0")
+            assert c.read_response().body == b"Hello, world!\n"
+
+
 def test_pipelined_requests_answered_in_order(server):
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.send(build_request("GET", "/environ/one")
                + build_request("GET", "/hello/")
                + build_request("GET", "/environ/three?x=3"))
@@ -69,7 +91,7 @@ def test_pipelined_requests_answered_in_order(server):
 
 
 def test_pipelined_requests_with_bodies_and_a_streamed_response(server):
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.send(build_request("POST", "/echo/", [("Content-Length", "5")], b"first")
                + build_request("GET", "/stream/?chunks=3&size=1000")
                + build_request("POST", "/echo/", [("Transfer-Encoding", "chunked")],
@@ -87,17 +109,58 @@ def test_pipelined_requests_with_bodies_and_a_streamed_response(server):
 
 def test_many_pipelined_requests_in_one_write(server):
     count = 100
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.send(b"".join(build_request("GET", "/environ/p%d" % i) for i in range(count)))
         paths = [c.read_response().json()["PATH_INFO"] for _ in range(count)]
     assert paths == ["/environ/p%d" % i for i in range(count)]
+
+
+def test_pipelined_requests_split_at_random_places(server):
+    rng = random.Random(1234)
+    expected, stream = [], b""
+    for i in range(60):
+        kind = i % 3
+        if kind == 0:
+            stream += build_request("GET", "/environ/r%d?q=%d" % (i, i),
+                                    [("X-Pad", "p" * rng.randrange(0, 3000))])
+            expected.append(("environ", "/environ/r%d" % i))
+        elif kind == 1:
+            body = os.urandom(rng.randrange(0, 20000))
+            stream += build_request("POST", "/echo/", [("Content-Length", str(len(body)))], body)
+            expected.append(("echo", hashlib.sha256(body).hexdigest()))
+        else:
+            parts = [os.urandom(rng.randrange(1, 5000)) for _ in range(rng.randrange(0, 4))]
+            stream += build_request("POST", "/echo/", [("Transfer-Encoding", "chunked")],
+                                    chunked(*parts, trailers=[("X-T", "v")]))
+            expected.append(("echo", hashlib.sha256(b"".join(parts)).hexdigest()))
+    with server.client() as c:
+        pos = 0
+        while pos < len(stream):
+            step = rng.choice((1, 2, 3, 7, 100, 1000, 4096, 16383, 16384, 16385, 40000))
+            c.send(stream[pos:pos + step])
+            pos += step
+        for i, (kind, value) in enumerate(expected):
+            data = c.read_response().json()
+            assert data["PATH_INFO" if kind == "environ" else "sha256"] == value, i
+
+
+def test_requests_pipelined_after_connection_close_are_not_served(server):
+    calls = len(server.events("router"))
+    with server.client() as c:
+        c.send(build_request("GET", "/hello/", [("Connection", "close")])
+               + build_request("GET", "/environ/must-not-run"))
+        assert c.read_response().body == b"Hello, world!\n"
+        assert c.peer_closed(5)
+        assert not c.buf, bytes(c.buf[:200])
+    assert server.get("/hello/").status == 200
+    assert ["call", "/environ/must-not-run"] not in server.events("router")[calls:]
 
 
 def test_request_sent_one_byte_at_a_time(server):
     body = b"one byte at a time"
     raw = build_request("POST", "/echo/?x=1", [("Content-Length", str(len(body))),
                                                ("X-Slow", "yes")], body)
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.send_slowly(raw, step=1, delay=0.002)
         resp = c.read_response()
         assert resp.status == 200
@@ -109,17 +172,35 @@ def test_request_sent_one_byte_at_a_time(server):
 def test_chunked_request_sent_one_byte_at_a_time(server):
     raw = build_request("POST", "/echo/", [("Transfer-Encoding", "chunked")],
                         chunked(b"abc", b"defgh", trailers=[("X-Trailer", "t")]))
-    with RawClient(server.host, server.port) as c:
+    with server.client() as c:
         c.send_slowly(raw, step=1, delay=0.001)
         assert c.read_response().json()["body"] == "abcdefgh"
+
+
+def test_client_half_close_after_request_still_gets_the_response(server):
+    with server.client() as c:
+        c.request("GET", "/hello/", [("Connection", "close")])
+        c.shutdown_write()
+        assert c.read_response().body == b"Hello, world!\n"
+
+
+def test_concurrent_connections_are_all_served(server):
+    clients = [server.client() for _ in range(50)]
+    try:
+        for i, c in enumerate(clients):  # every request is sent before any answer is read
+            c.request("GET", "/environ/c%d" % i)
+        for i, c in reversed(list(enumerate(clients))):
+            assert c.read_response().json()["PATH_INFO"] == "/environ/c%d" % i
+    finally:
+        for c in clients:
+            c.close()
 
 
 def test_http_client_reuses_one_connection(server):
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     try:
         conn.request("GET", "/hello/")
-        first = conn.getresponse()
-        assert first.read() == b"Hello, world!\n"
+        assert conn.getresponse().read() == b"Hello, world!\n"
         sock = conn.sock
         for i in range(5):
             conn.request("POST", "/echo/", body=b"n%d" % i)
@@ -131,88 +212,6 @@ def test_http_client_reuses_one_connection(server):
         conn.close()
 
 
-def test_concurrent_connections_are_all_served(server):
-    clients = [RawClient(server.host, server.port) for _ in range(50)]
-    try:
-        for i, c in enumerate(clients):  # every request is sent before any answer is read
-            c.request("GET", "/environ/c%d" % i)
-        for i, c in enumerate(reversed(clients)):
-            assert c.read_response().json()["PATH_INFO"] == "/environ/c%d" % (49 - i)
-    finally:
-        for c in clients:
-            c.close()
-
-
-def test_closed_connections_release_their_file_descriptors(server):
-    def settle():
-        # The listening socket, stdio and one or two internal fds stay; connections must go.
-        return server.open_fds()
-
-    get_hello = build_request("GET", "/hello/")
-    with RawClient(server.host, server.port) as c:  # warm up (lazy allocations)
-        c.send(get_hello)
-        c.read_response()
-    time.sleep(0.2)
-    baseline = settle()
-    for _ in range(100):
-        with RawClient(server.host, server.port) as c:
-            c.send(get_hello)
-            assert c.read_response().status == 200
-    for _ in range(50):  # closed by the client before any request, and mid-request
-        c = RawClient(server.host, server.port)
-        c.send(b"GET /hel")
-        c.close()
-    assert wait_for(lambda: settle() <= baseline + 1, timeout=10), (baseline, settle())
-
-
-def test_client_half_close_after_request_still_gets_the_response(server):
-    with RawClient(server.host, server.port) as c:
-        c.request("GET", "/hello/", [("Connection", "close")])
-        c.shutdown_write()
-        resp = c.read_response()
-        assert resp.body == b"Hello, world!\n"
-
-
-def test_requests_pipelined_after_connection_close_are_not_served(server):
-    calls = len(server.events("router"))
-    with RawClient(server.host, server.port) as c:
-        c.send(build_request("GET", "/hello/", [("Connection", "close")])
-               + build_request("GET", "/environ/must-not-run"))
-        assert c.read_response().body == b"Hello, world!\n"
-        assert c.peer_closed(5)
-        assert not c.buf, bytes(c.buf[:200])
-    assert get_hello_ok(server)
-    calls_now = [e for e in server.events("router")[calls:]]
-    assert ["call", "/environ/must-not-run"] not in calls_now
-
-
-def get_hello_ok(server):
-    with RawClient(server.host, server.port) as c:
-        c.request("GET", "/hello/")
-        return c.read_response().status == 200
-
-
-def test_pipelined_flood_unread_by_the_client_costs_bounded_memory(server_factory):
-    # 400 pipelined requests for 256 KiB each (100 MiB of responses) that the client does not
-    # read at first: the server must stop reading requests, not buffer answers.
-    srv = server_factory("tests.apps:router")
-    count = 400
-    with RawClient(srv.host, srv.port, rcvbuf=65536) as c:
-        request = build_request("GET", "/stream/?chunks=4&size=65536")
-        c.send(request * count)
-        time.sleep(1.5)
-        rss = srv.rss_kib()
-        assert not RSS_MEANINGFUL or rss < 100 * 1024, \
-            "server RSS %d KiB with unread pipelined responses" % rss
-        with RawClient(srv.host, srv.port) as other:  # others are still served meanwhile
-            other.request("GET", "/hello/")
-            assert other.read_response().status == 200
-        for i in range(count):
-            resp = c.read_response()
-            assert resp.complete and len(resp.body) == 4 * 65536, i
-        assert not RSS_MEANINGFUL or srv.rss_kib() < 100 * 1024
-
-
 def test_curl_reuses_the_connection_for_two_urls(server):
     out = subprocess.run(["curl", "-sS", "-v", "--max-time", "20", server.url("/hello/"),
                           server.url("/environ/curl")], capture_output=True, timeout=60,
@@ -220,3 +219,4 @@ def test_curl_reuses_the_connection_for_two_urls(server):
     assert out.stdout.startswith(b"Hello, world!\n")
     assert b'"PATH_INFO": "/environ/curl"' in out.stdout
     assert re.search(rb"Re-?using existing connection", out.stderr), out.stderr[-2000:]
+

@@ -1,19 +1,24 @@
-"""WSGI applications served by the tests (in a server subprocess, see tests/support.py).
+"""The WSGI applications the tests serve (in a server process: tests/support/server.py).
 
 Apps record what happens inside the server process by appending ``<id> <event> ...`` lines to
 the file named by ``$AIOWSGI_TEST_EVENTS`` (``record``); the id comes from the query string
-(``?id=...``).  ``router`` serves every app below under ``/<name>/...``, so one server process can
-be shared by a whole test module; each app also works alone (``tests.apps:hello``).
+(``?id=...``), and the server harness reads the lines back (``Server.events``).  ``router``
+serves every app below under ``/<name>/...``, so one server process can serve a whole test
+module; ``stream_router`` is the same router marked for streaming input (SPEC section 5).
+Each app also works alone (``tests.support.apps:hello``).
 
 Query parameters are percent-decoded (``urllib.parse.parse_qs``), so a test can ask for exact
 bytes, e.g. a header value with ``%0D%0A`` in it.
 """
 
+import gc
+import gzip
 import hashlib
 import io
 import json
 import os
 import stat
+import subprocess
 import sys
 import time
 import warnings
@@ -106,20 +111,43 @@ def _input_is_file(stream):
 
 def echo(environ, start_response):
     """Reads the whole body; answers JSON with its length, sha256, the body itself when small
-    (latin-1), CONTENT_LENGTH as seen, and whether wsgi.input is a real (spooled) file."""
+    (latin-1), CONTENT_LENGTH as seen, and whether wsgi.input is a real (spooled) file.
+    Records ``call <method> <length>`` once the body is read.  Under streaming input it reads
+    through the sentinel (SPEC section 5), so it answers only once the body is complete."""
+    if "aiowsgi.input_sentinel" in environ:
+        return _echo_streamed(environ, start_response)
     stream = environ["wsgi.input"]
-    is_file = _input_is_file(stream)
-    hasher = hashlib.sha256()
+    hasher, small = hashlib.sha256(), bytearray()
     size = 0
-    small = bytearray()
     for _ in range(1 << 20):  # bounded: up to 64 GiB in 64 KiB reads
         data = stream.read(65536)
         if not data:
             break
-        hasher.update(data)
-        size += len(data)
-        if len(small) < 65536:
-            small += data[:65536 - len(small)]
+        size = _take_in(hasher, small, size, data)
+    return _echo_answer(environ, start_response, hasher, small, size)
+
+
+def _take_in(hasher, small, size, data):
+    hasher.update(data)
+    if len(small) < 65536:
+        small += data[:65536 - len(small)]
+    return size + len(data)
+
+
+def _echo_streamed(environ, start_response):
+    sentinel = environ["aiowsgi.input_sentinel"]
+    hasher, small = hashlib.sha256(), bytearray()
+    size = 0
+    for data in environ["wsgi.input"]:
+        if data is sentinel:
+            yield sentinel
+        else:
+            size = _take_in(hasher, small, size, data)
+    yield from _echo_answer(environ, start_response, hasher, small, size)
+
+
+def _echo_answer(environ, start_response, hasher, small, size):
+    stream = environ["wsgi.input"]
     record(q1(environ, "id"), "call", environ["REQUEST_METHOD"], size)
     return _json(start_response, {
         "length": size, "sha256": hasher.hexdigest(),
@@ -128,7 +156,7 @@ def echo(environ, start_response):
         "content_type": environ.get("CONTENT_TYPE"),
         "transfer_encoding": environ.get("HTTP_TRANSFER_ENCODING"),
         "input_type": type(stream).__name__,
-        "input_is_file": is_file,
+        "input_is_file": _input_is_file(stream),
         "input_terminated": environ.get("wsgi.input_terminated"),
         "trailer": environ.get("HTTP_X_TRAILER"),
     })
@@ -177,6 +205,40 @@ def errors_stream(environ, start_response):
     environ["wsgi.errors"].flush()
     start_response("200 OK", [("Content-Length", "0")])
     return [b""]
+
+
+def reporting_app(version="1", name="reporting"):
+    """An app that answers JSON about where it runs: its process and parent (a worker and its
+    master), ``version``, ``name``, REMOTE_ADDR, the URL scheme, wsgi.multiprocess and the path.
+    ``/sleep?S`` sleeps S seconds first, ``/errors`` writes to wsgi.errors, ``/fail`` raises.
+    The command-line tests serve it from an ``app.py`` of their own (server.write_cli_app)."""
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/sleep":
+            time.sleep(float(environ["QUERY_STRING"] or "2"))
+        elif path == "/errors":
+            environ["wsgi.errors"].write("message for the error log\n")
+        elif path == "/fail":
+            raise RuntimeError("the app failed on purpose")
+        return _json(start_response, {
+            "pid": os.getpid(), "ppid": os.getppid(), "version": version, "app": name,
+            "remote_addr": environ.get("REMOTE_ADDR"), "scheme": environ["wsgi.url_scheme"],
+            "multiprocess": environ["wsgi.multiprocess"], "path": path})
+
+    return app
+
+
+reporting = reporting_app()
+
+
+def refcount(environ, start_response):
+    """The interpreter's total reference count after a full collection (debug builds of
+    CPython have sys.gettotalrefcount; -1 elsewhere): the leak soak watches it."""
+    gc.collect()
+    count = getattr(sys, "gettotalrefcount", lambda: -1)()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d\n" % count]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,49 +307,101 @@ def stream(environ, start_response):
     return generate()
 
 
+class LoggedFile(io.BufferedReader):
+    """A real binary file (io's own read(): the server may sendfile it) that records its
+    close()."""
+
+    def __init__(self, path, ident):
+        super().__init__(io.FileIO(path))
+        self.ident = ident
+
+    def close(self):
+        if not self.closed:
+            record(self.ident, "close")
+        super().close()
+
+
+class LoggedBytesIO(io.BytesIO):
+    """Bytes in memory, no file descriptor: the server iterates it."""
+
+    def __init__(self, data, ident):
+        super().__init__(data)
+        self.ident = ident
+
+    def close(self):
+        if not self.closed:
+            record(self.ident, "close")
+        super().close()
+
+
+class DuckFile:
+    """A file-like object of its own (read, seek, tell, fileno of a real file, close): it has
+    a descriptor, but its read() is not io's, so the server must iterate it."""
+
+    def __init__(self, path, ident):
+        self.f = open(path, "rb")
+        self.ident = ident
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+    def tell(self):
+        return self.f.tell()
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def close(self):
+        record(self.ident, "close")
+        self.f.close()
+
+
+def _open_for_wrapper(kind, path, ident):
+    if kind == "file":
+        return LoggedFile(path, ident)
+    if kind == "duck":
+        return DuckFile(path, ident)
+    if kind == "bytesio":
+        with open(path, "rb") as f:
+            return LoggedBytesIO(f.read(), ident)
+    if kind == "gzip":  # read() decompresses; fileno() is the compressed file's
+        return gzip.open(path, "rb")
+    if kind == "pipe":  # a pipe: no sendfile, read() until EOF
+        return subprocess.Popen(["cat", path], stdout=subprocess.PIPE).stdout
+    raise ValueError("unknown kind %r" % kind)
+
+
 def file_wrapper(environ, start_response):
-    """Sends the file ``?path=`` through ``wsgi.file_wrapper``; records ``close`` when the
-    wrapped file is closed.  ``?cl=1``: a Content-Length of the file's size (``?cl=N``: N);
-    ``?offset=N``: the app seeks there first (the response starts at the file position);
-    ``?bytesio=1``: the file's bytes in an ``io.BytesIO`` (its fileno() raises: iterated)."""
+    """Sends the file ``?path=`` through ``wsgi.file_wrapper`` (block size ``?blksize=``,
+    default 65536).  ``?kind=``: ``file`` (default, a LoggedFile), ``duck`` (a DuckFile),
+    ``bytesio`` (its bytes in a LoggedBytesIO), ``gzip`` (a GzipFile), ``pipe`` (``cat``'s
+    stdout); the first three record ``close``.  ``?offset=N``: the app seeks there first,
+    ``?read_first=N``: the app reads N bytes first (the response starts at the file
+    position); ``?cl=1``: a Content-Length of what is left of the file, ``?cl=N``: N;
+    ``?status=``: the status line; ``?write_first=1``: ``write()`` a line before returning
+    the wrapper."""
     ident = q1(environ, "id")
     path = q1(environ, "path")
-
-    class TrackedFile:
-        def __init__(self, f):
-            self.f = f
-
-        def read(self, n=-1):
-            return self.f.read(n)
-
-        def seek(self, *args):
-            return self.f.seek(*args)
-
-        def tell(self):
-            return self.f.tell()
-
-        def fileno(self):
-            return self.f.fileno()
-
-        def close(self):
-            record(ident, "close")
-            self.f.close()
-
-    if q1(environ, "bytesio"):
-        with open(path, "rb") as raw:
-            f = TrackedFile(io.BytesIO(raw.read()))
-    else:
-        f = TrackedFile(open(path, "rb"))
+    f = _open_for_wrapper(q1(environ, "kind", "file"), path, ident)
     offset = int(q1(environ, "offset", "0"))
     if offset:
         f.seek(offset)
+    if q1(environ, "read_first"):
+        f.read(int(q1(environ, "read_first")))  # a buffered reader reads ahead much more
+        offset = f.tell()
     headers = [("Content-Type", "application/octet-stream")]
+    first = b"written first\n" if q1(environ, "write_first") else b""
     cl = q1(environ, "cl")
     if cl:
-        size = os.path.getsize(path) - offset if cl == "1" else int(cl)
+        size = len(first) + os.path.getsize(path) - offset if cl == "1" else int(cl)
         headers.append(("Content-Length", str(size)))
-    start_response("200 OK", headers)
-    return environ["wsgi.file_wrapper"](f, 65536)
+    write = start_response(q1(environ, "status", "200 OK"), headers)
+    if first:
+        write(first)  # PEP 3333's write(), then an iterable: both go out
+    return environ["wsgi.file_wrapper"](f, int(q1(environ, "blksize", "65536")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,9 +409,10 @@ def file_wrapper(environ, start_response):
 # ---------------------------------------------------------------------------------------------
 
 class ClosingIterable:
-    """An iterable with ``close()`` that records each call.  ``?mode=``: ``normal`` (parts then
-    stop), ``raise`` (one part, then RuntimeError), ``endless`` (64 KiB chunks, bounded at
-    1 GiB), ``bad_item`` (one str item), ``close_raises`` (two parts; close() raises).
+    """An iterable with ``close()`` that records each call (``close <items pulled>``), and
+    ``end`` once exhausted.  ``?mode=``: ``normal`` (parts then stop), ``raise`` (one part,
+    then RuntimeError), ``endless`` (64 KiB chunks, bounded at 1 GiB), ``bad_item`` (one str
+    item), ``close_raises`` (two parts; close() raises).
     ``start_response`` is called in the first ``__next__`` (PEP 3333 allows that), so even an
     invalid status reaches an iterable whose ``close()`` the server owes."""
 
@@ -311,6 +426,13 @@ class ClosingIterable:
         return self
 
     def __next__(self):
+        try:
+            return self._next()
+        except StopIteration:
+            record(self.ident, "end")
+            raise
+
+    def _next(self):
         if self.start is not None:
             start, self.start = self.start, None
             start()
@@ -362,41 +484,37 @@ def exc_info_before_body(environ, start_response):
     return [b"replaced"]
 
 
-def exc_info_after_body(environ, start_response):
-    """exc_info after the first body bytes: start_response must re-raise it (PEP 3333)."""
-    ident = q1(environ, "id")
-    start_response("200 OK", [("Content-Type", "text/plain")])
-
-    def generate():
-        yield b"first part;"
-        try:
-            raise ValueError("late-error-marker")
-        except ValueError:
-            try:
-                start_response("500 Internal Server Error", [], sys.exc_info())
-            except BaseException as exc:
-                record(ident, "reraised", type(exc).__name__, exc)
-                raise
-            record(ident, "not-reraised")
-        yield b"must not be sent"
-
-    return generate()
-
-
-def exc_info_after_write(environ, start_response):
-    """exc_info after write() sent body bytes: start_response must re-raise it (PEP 3333)."""
-    ident = q1(environ, "id")
-    write = start_response("200 OK", [("Content-Type", "text/plain")])
-    write(b"written;")
+def _restart_after_body(ident, start_response, error):
+    """Raise ``error``, then call start_response with its exc_info, as an app does on an
+    error; body bytes are out, so PEP 3333 says it must re-raise.  Records what it did."""
     try:
-        raise KeyError("after-write-marker")
-    except KeyError:
+        raise error
+    except type(error):
         try:
             start_response("500 Internal Server Error", [], sys.exc_info())
         except BaseException as exc:
             record(ident, "reraised", type(exc).__name__)
             raise
         record(ident, "not-reraised")
+
+
+def exc_info_after_body(environ, start_response):
+    """exc_info after the first body bytes: start_response must re-raise it."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def generate():
+        yield b"first part;"
+        _restart_after_body(q1(environ, "id"), start_response, ValueError("late-error-marker"))
+        yield b"must not be sent"
+
+    return generate()
+
+
+def exc_info_after_write(environ, start_response):
+    """exc_info after write() sent body bytes: start_response must re-raise it."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"written;")
+    _restart_after_body(q1(environ, "id"), start_response, KeyError("after-write-marker"))
     return [b"must not be sent"]
 
 
@@ -436,6 +554,13 @@ def big_headers(environ, start_response):
     headers = [("X-Big-%d" % i, chr(97 + i % 26) * size) for i in range(n)]
     start_response("200 OK", headers + [("Content-Type", "text/plain")])
     return [b"big headers"]
+
+
+def slow_start(environ, start_response):
+    """Sleeps ``?s=`` seconds (bounded at 5) inside the app call, then answers."""
+    time.sleep(min(float(q1(environ, "s", "0.5")), 5.0))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"slept"]
 
 
 def write_then_return(environ, start_response):
@@ -548,118 +673,176 @@ validated_gen = validator(_validated_gen_app)
 # Streaming input (SPEC section 5): apps marked with aiowsgi.streaming_input
 # ---------------------------------------------------------------------------------------------
 
-def _streaming(app):
-    """``aiowsgi.streaming_input(app)``, imported late so apps.py loads without the core."""
-    import aiowsgi
+class Logged:
+    """A response iterable around the iterator ``it`` that records ``close`` when closed."""
 
-    return aiowsgi.streaming_input(app)
+    def __init__(self, ident, it):
+        self.ident = ident
+        self.it = it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.it)
+
+    def close(self):
+        record(self.ident, "close")
+        self.it.close()
 
 
 def stream_hash(environ, start_response):
-    """Hashes the body as it arrives by iterating ``wsgi.input`` and yielding the sentinel
-    while nothing is buffered; answers JSON (length, sha256, how often it waited, the id of
-    the sentinel).  Records ``call`` at once, ``done``, or the exception the input raised."""
+    """Hashes the body as it arrives: iterates ``wsgi.input``, yielding the sentinel while
+    nothing is buffered; answers JSON (length, sha256, waits, chunks, max_piece, sentinel_id,
+    same_key, content_length, first_read).  Records ``call`` at once, then ``data <total>``
+    and ``sentinel <total>`` as the body comes, ``done <total>`` or ``raised <exception>
+    <is an OSError> <total>``, and ``close``.  ``?first_read=1``: calls read() in the app call
+    itself, before any of the body can be there (``first_read``: what it got)."""
     ident = q1(environ, "id")
     record(ident, "call")
     sentinel = environ["aiowsgi.input_sentinel"]
     stream = environ["wsgi.input"]
+    first_read = None
+    if q1(environ, "first_read"):
+        try:
+            first_read = "data %d" % len(stream.read(10))
+        except BlockingIOError:
+            first_read = "BlockingIOError"
 
     def generate():
-        hasher, size, waits, max_piece = hashlib.sha256(), 0, 0, 0
+        hasher, size, waits, chunks, max_piece = hashlib.sha256(), 0, 0, 0, 0
         try:
             for piece in stream:
                 if piece is sentinel:
                     waits += 1
+                    record(ident, "sentinel", size)
                     yield sentinel
                     continue
-                assert isinstance(piece, bytes), type(piece)
+                assert type(piece) is bytes and piece, repr(piece)[:80]
                 hasher.update(piece)
                 size += len(piece)
+                chunks += 1
                 max_piece = max(max_piece, len(piece))
+                record(ident, "data", size)
         except Exception as exc:
-            record(ident, "raised", type(exc).__name__, isinstance(exc, OSError))
+            record(ident, "raised", type(exc).__name__, isinstance(exc, OSError), size)
             raise
         record(ident, "done", size)
-        body = json.dumps({"length": size, "sha256": hasher.hexdigest(), "waits": waits,
-                           "max_piece": max_piece, "sentinel_id": id(sentinel),
-                           "same_key": environ.get("wsgi.input_sentinel") is sentinel,
-                           "content_length": environ.get("CONTENT_LENGTH")}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body)))])
-        yield body
+        yield from _json(start_response, {
+            "length": size, "sha256": hasher.hexdigest(), "waits": waits, "chunks": chunks,
+            "max_piece": max_piece, "sentinel_id": id(sentinel),
+            "same_key": environ.get("wsgi.input_sentinel") is sentinel,
+            "content_length": environ.get("CONTENT_LENGTH"), "first_read": first_read})
 
-    class Closing:
-        def __init__(self):
-            self.it = generate()
+    return Logged(ident, generate())
 
-        def __iter__(self):
-            return self
 
-        def __next__(self):
-            return next(self.it)
-
-        def close(self):
-            record(ident, "close")
-            self.it.close()
-
-    return Closing()
+def _read_pieces(stream, mode, n):
+    """One read of a streamed body: read(n), readline() or readlines() (joined)."""
+    if mode == "readline":
+        return stream.readline()
+    if mode == "readlines":
+        return b"".join(stream.readlines())
+    return stream.read(n)
 
 
 def stream_read(environ, start_response):
-    """Reads the body with ``read(n)`` (``?n=``, default 1000) or ``readline()``
-    (``?mode=readline``), catching BlockingIOError and yielding the sentinel; answers JSON
-    with the pieces' lengths and the body (latin-1).  ``?mode=stall``: reads once, then only
-    yields the sentinel (a consumer that stopped consuming), recording ``resumed <i>`` every
-    64 resumptions."""
+    """Reads the body with ``read(n)`` (``?n=``, default -1), ``readline()``
+    (``?mode=readline``) or ``readlines()`` (``?mode=readlines``), yielding the sentinel on
+    BlockingIOError; answers JSON: the pieces (``lengths``, ``lines``; ``body`` when small;
+    ``sha256``), how often it was ``blocked``, the size of each call's answer (``calls``) and
+    whether read, readline and read(n) all give b"" at the end (``empty_after_end``).
+    ``?mode=stall``: reads once (so 100 Continue goes out), then only yields the sentinel,
+    recording ``resumed <i>`` every 64 resumptions.  Records ``done`` and ``close``."""
     ident = q1(environ, "id")
     sentinel = environ["aiowsgi.input_sentinel"]
     stream = environ["wsgi.input"]
-    n = int(q1(environ, "n", "1000"))
+    n = int(q1(environ, "n", "-1"))
     mode = q1(environ, "mode", "read")
 
+    def stall():
+        try:
+            stream.read(1)
+        except BlockingIOError:
+            pass
+        for i in range(1 << 20):  # bounded
+            if i % 64 == 0:
+                record(ident, "resumed", i)
+            yield sentinel
+        record(ident, "gave-up")
+        raise RuntimeError("a stalled app was resumed %d times" % (1 << 20))
+
     def generate():
-        pieces, blocked = [], 0
-        if mode == "stall":  # read once (so 100 Continue goes out), then never again
-            try:
-                stream.read(1)
-            except BlockingIOError:
-                pass
-            for i in range(1 << 20):  # bounded
-                if i % 64 == 0:
-                    record(ident, "resumed", i)
-                yield sentinel
-            record(ident, "gave-up")
-            raise RuntimeError("a stalled app was resumed %d times" % (1 << 20))
+        pieces, calls = [], []
         for _ in range(1 << 20):  # bounded
             try:
-                piece = stream.readline() if mode == "readline" else stream.read(n)
+                piece = _read_pieces(stream, mode, n)
             except BlockingIOError:
-                blocked += 1
+                calls.append("blocked")
                 yield sentinel
                 continue
+            calls.append(len(piece))
             if not piece:
                 break
             pieces.append(piece)
-        record(ident, "done", len(pieces), blocked)
-        body = json.dumps({"lengths": [len(p) for p in pieces], "blocked": blocked,
-                           "body": b"".join(pieces).decode("latin-1"),
-                           "lines": [p.decode("latin-1") for p in pieces]}).encode()
-        start_response("200 OK", [("Content-Type", "application/json")])
-        yield body
+        again = [stream.read(n), stream.readline(), stream.read()]
+        body = b"".join(pieces)
+        record(ident, "done", len(pieces), calls.count("blocked"))
+        yield from _json(start_response, {
+            "lengths": [len(p) for p in pieces], "blocked": calls.count("blocked"),
+            "lines": [p.decode("latin-1") for p in pieces] if len(body) <= 65536 else None,
+            "body": body.decode("latin-1") if len(body) <= 65536 else None,
+            "sha256": hashlib.sha256(body).hexdigest(), "calls": calls,
+            "empty_after_end": again == [b"", b"", b""]})
 
-    return generate()
+    return Logged(ident, stall() if mode == "stall" else generate())
 
 
 def stream_ignore(environ, start_response):
-    """A streaming app that answers at once without reading the body."""
+    """Answers at once without reading the body."""
     record(q1(environ, "id"), "call")
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
     return [b"not read.\n"]
 
 
-stream_hash = _streaming(stream_hash)
-stream_read = _streaming(stream_read)
-stream_ignore = _streaming(stream_ignore)
+def stream_echo(environ, start_response):
+    """Sends each piece of the body back as it arrives (a chunked response); the sentinel is
+    passed through, so the server waits for more."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return Logged(q1(environ, "id"), (piece for piece in environ["wsgi.input"]))
+
+
+def stream_fail(environ, start_response):
+    """An app bug in the middle of the body: raises once the first data is in."""
+    sentinel = environ["aiowsgi.input_sentinel"]
+
+    def generate():
+        for piece in environ["wsgi.input"]:
+            if piece is sentinel:
+                yield sentinel
+                continue
+            raise ValueError("the app failed after %d bytes" % len(piece))
+        yield b"never"
+
+    return Logged(q1(environ, "id"), generate())
+
+
+def stream_progress(environ, start_response):
+    """``write()`` between sentinels: one progress line per piece as the body arrives."""
+    sentinel = environ["aiowsgi.input_sentinel"]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def generate():
+        total = 0
+        for piece in environ["wsgi.input"]:
+            if piece is sentinel:
+                yield sentinel
+                continue
+            total += len(piece)
+            write(b"%d\n" % total)
+        yield b"done %d\n" % total
+
+    return Logged(q1(environ, "id"), generate())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,6 +852,7 @@ stream_ignore = _streaming(stream_ignore)
 ROUTES = {
     "hello": hello, "other": other, "environ": environ_json, "echo": echo,
     "ignore_body": ignore_body, "input_ops": input_ops, "errors_stream": errors_stream,
+    "reporting": reporting, "refcount": refcount, "slow_start": slow_start,
     "scripted": scripted, "stream": stream, "file_wrapper": file_wrapper, "closing": closing,
     "exc_info_before_body": exc_info_before_body, "exc_info_after_body": exc_info_after_body,
     "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write,
@@ -678,12 +862,15 @@ ROUTES = {
     "returns_none": returns_none, "bad_response": bad_response,
     "validated_hello": validated_hello, "validated_echo": validated_echo,
     "validated_gen": validated_gen, "many_items": many_items, "big_headers": big_headers,
+    "stream_hash": stream_hash, "stream_read": stream_read, "stream_ignore": stream_ignore,
+    "stream_echo": stream_echo, "stream_fail": stream_fail, "stream_progress": stream_progress,
 }
 
 
 def router(environ, start_response):
     """Dispatches on the first path segment; every call is recorded as ``router call <RAW_URI>``
-    (so a test can tell the app was not called for a request the server refused)."""
+    (so a test can tell the app was not called for a request the server refused).  The
+    ``stream_*`` apps need streaming input: ``stream_router``, or the option."""
     record("router", "call", environ.get("RAW_URI") or environ.get("PATH_INFO"))
     name = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
     app = ROUTES.get(name)
@@ -694,18 +881,22 @@ def router(environ, start_response):
     return app(environ, start_response)
 
 
-def slow_start(environ, start_response):
-    """Sleeps ``?s=`` seconds (bounded at 5) inside the app call, then answers."""
-    time.sleep(min(float(q1(environ, "s", "0.5")), 5.0))
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"slept"]
+def stream_router(environ, start_response):
+    """The router, marked with ``aiowsgi.streaming_input``: every request streams."""
+    return router(environ, start_response)
 
 
-ROUTES["slow_start"] = slow_start
+def _mark_streaming():
+    import aiowsgi  # imported late: apps.py loads without the core
+
+    aiowsgi.streaming_input(stream_router)
+
+
+_mark_streaming()
 
 
 # ---------------------------------------------------------------------------------------------
-# Framework apps (imported lazily: ``tests.apps:bottle_app``, ``tests.apps:flask_app``)
+# Framework apps, built on first use (``tests.support.apps:bottle_app``, ``:flask_app``)
 # ---------------------------------------------------------------------------------------------
 
 def _make_bottle_app():
