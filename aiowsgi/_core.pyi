@@ -63,6 +63,8 @@ class Server:
         spool_threshold: int = 1048576,
         stream_input: bool = False,
         max_requests: int = 0,
+        threads: int = 1,
+        max_queue: int = 128,
         url_scheme: str = "http",
         forwarded_allow_ips: Sequence[str] = ("127.0.0.1", "::1"),
         multiprocess: bool = False,
@@ -73,10 +75,16 @@ class Server:
         access_log: Optional[AccessLogFunc] = None,
         heartbeat: Any = None,
     ) -> None:
-        """``heartbeat``: None, or a writable buffer (e.g. an ``mmap``) of at least 8 bytes.
-        While the app (or its iterable's ``__next__``/``close``) runs, the core stores there the
-        CLOCK_MONOTONIC time in nanoseconds (native uint64) at which that call began; 0 when no
-        app code is running. The master reads it to enforce ``--timeout``.
+        """``heartbeat``: None, or a writable buffer (e.g. an ``mmap``) of at least
+        ``8 * (threads + 1)`` bytes: one native uint64 slot for the loop's thread (slot 0) and
+        one per app thread. While the app (or its iterable's ``__next__``/``close``) runs on a
+        thread, the core stores in its slot the CLOCK_MONOTONIC time in nanoseconds at which
+        that call began; 0 when no app code runs there. The master reads every slot to enforce
+        ``--timeout``.
+
+        ``threads``: 1, the loop calls the app; N > 1, app calls run on N threads while the
+        loop (which then holds no GIL) serves every connection. ``max_queue``: with threads,
+        complete requests that may wait for a thread before the loop stops reading new ones.
 
         ``max_requests``: after this many requests (0: never) the server stops gracefully and
         :meth:`run` returns; the worker then exits and is replaced.

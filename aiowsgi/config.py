@@ -201,6 +201,13 @@ class Config:
     forwarded_allow_ips: Tuple[str, ...] = _option(
         ("127.0.0.1", "::1"), "comma-separated peer addresses trusted for X-Forwarded-For "
         "and X-Forwarded-Proto", "--forwarded-allow-ips", metavar="LIST", core=True)
+    threads: int = _option(
+        1, "app calls run on a pool of N threads per worker while the event loop goes on "
+        "serving every connection; 1: the loop calls the app itself", "--threads", metavar="N",
+        core=True)
+    max_queue: int = _option(
+        128, "with --threads N > 1: complete requests waiting for a thread, per worker, before "
+        "the loop stops reading new requests", "--max-queue", metavar="N", core=True)
     static: StaticMounts = _option(
         (), "serve the files under DIRECTORY at URL_PREFIX from the C core, never entering "
         "Python; repeatable", "--static", metavar="URL_PREFIX=DIRECTORY", cli_default="none",
@@ -285,6 +292,8 @@ class Options(TypedDict, total=False):
     access_log: Union[str, AccessLogFunc, None]
     log_level: str
     forwarded_allow_ips: Union[str, Sequence[str]]
+    threads: int
+    max_queue: int
     static: StaticOption
     static_max_age: int
     factory: bool

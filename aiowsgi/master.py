@@ -246,7 +246,8 @@ class Master:
         limit = int(self.config.timeout * 1e9)
         now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock the core writes
         for worker in self.workers.values():
-            began = HEARTBEAT.unpack_from(worker.heartbeat)[0]
+            # one slot per app thread, and the loop's (threads.c); the oldest call counts
+            began = min((b for (b,) in HEARTBEAT.iter_unpack(worker.heartbeat) if b), default=0)
             if began and now - began > limit and not worker.timed_out:
                 error_log.error("Worker %d: an app call has run for more than %gs (--timeout); "
                                 "killing the worker", worker.pid, self.config.timeout)
@@ -263,7 +264,8 @@ class Master:
             _kill(worker.pid, signum)
 
     def _spawn(self) -> None:
-        heartbeat = mmap.mmap(-1, HEARTBEAT.size)  # anonymous and MAP_SHARED: seen by both
+        # anonymous and MAP_SHARED: seen by both; a slot per app thread and the loop's
+        heartbeat = mmap.mmap(-1, HEARTBEAT.size * (self.config.threads + 1))
         read_end, write_end = os.pipe()
         max_requests = with_jitter(self.config.max_requests)
         try:

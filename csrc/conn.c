@@ -22,8 +22,16 @@
  *   LINGER_AFTER --all sent--> LINGER [linger] --client's EOF or timer--> closed
  *   any --client gone, write error, timer--> closed (aw_conn_close)
  *
- * APP lasts only while the app's response is pulled, within one event; outside of an event
- * every open connection is on exactly one timer list, which is how the server finds them all.
+ *   APP --no room in the thread pool--> READY --room--> APP               (--threads N > 1)
+ *
+ * With --threads 1, APP lasts only while the app's response is pulled, within one event. With
+ * a thread pool, APP means the connection is a job of the pool: queued or running on an app
+ * thread, which owns it until it hands it back with the outcome of the app's turn; the loop
+ * does not touch it meanwhile. Outside of an event, every other open connection is on exactly
+ * one timer list, or READY in the server's waiting list: that is how the server finds them all.
+ * The app's turn (app_turn) runs where the app runs, with the GIL; everything else runs on the
+ * loop's thread, which with a thread pool does not hold the GIL: the Python side of a request
+ * is done in the app's turn, and what the loop must still drop goes to the pool.
  */
 #include "conn.h"
 #include "server.h"
@@ -33,13 +41,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define AW_CLOSED 1 /* an action's result: the connection has been freed */
+#define AW_LEFT 1 /* an action's result: the connection is gone, or an app thread's now */
 
 typedef enum {
     STEP_PARSE,  /* feed buffered bytes to the parser */
     STEP_PUMP,   /* pull the app's response */
     STEP_FLUSH,  /* send what is queued */
     STEP_LINGER, /* everything is sent: half-close and drain the client */
+    STEP_PAUSE,  /* read no new request until the pool has room */
     STEP_CLOSE,  /* close now */
     STEP_WAIT,   /* nothing to do until the next event */
 } aw_step_t;
@@ -57,8 +66,8 @@ static void set_state(aw_conn_t *c, aw_conn_state_t state)
     else if (state == AW_CONN_LINGER)
         timer = &s->t_linger;
     c->state = state;
-    if (state == AW_CONN_APP)
-        aw_timer_cancel(&c->timer); /* the app runs; --timeout is the master's business */
+    if (state == AW_CONN_APP || state == AW_CONN_READY)
+        aw_timer_cancel(&c->timer); /* the app runs, or its request waits for a thread */
     else
         aw_timer_arm(timer, &c->timer, s->loop.now_ms);
 }
@@ -90,8 +99,9 @@ static void watch(aw_conn_t *c)
     case AW_CONN_IDLE:
     case AW_CONN_HEAD:
     case AW_CONN_BODY:
-        /* back-pressure: a client that does not read its answers gets no more parsing */
-        if (!pending && !c->read_eof)
+        /* back-pressure: a client that does not read its answers gets no more parsing, nor
+         * does anyone while the pool is full */
+        if (!pending && !c->read_eof && !c->paused)
             ev |= EPOLLIN;
         break;
     case AW_CONN_WAIT_OUT:
@@ -103,8 +113,10 @@ static void watch(aw_conn_t *c)
         ev |= EPOLLIN;
         break;
     case AW_CONN_APP:
+    case AW_CONN_READY:
     case AW_CONN_CLOSE_AFTER:
     case AW_CONN_LINGER_AFTER:
+    case AW_CONN_CLOSED:
         break;
     }
     int r = aw_loop_watch(&c->srv->loop, &c->io, ev);
@@ -129,9 +141,9 @@ aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct so
     c->lst = l;
     aw_parser_init(&c->parser, (size_t)s->opt.max_header_size,
                    (unsigned long long)s->opt.max_body_size, aw_body_store, &c->body);
-    aw_body_init(&c->body, s->st, (size_t)s->opt.spool_threshold);
+    aw_body_init(&c->body, (size_t)s->opt.spool_threshold);
     aw_response_init(&c->resp);
-    aw_out_init(&c->out, &s->pool);
+    aw_out_init(&c->out, &s->pool, aw_server_release, s);
     aw_app_init(&c->app);
     aw_peer_set(&c->peer, sa);
     int r = aw_loop_watch(&s->loop, &c->io, EPOLLIN);
@@ -145,22 +157,64 @@ aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct so
     return c;
 }
 
-/* The one teardown, in a fixed order: no timer, nothing queued, the iterable's close() (once),
- * Python references, the descriptor (which drops its epoll registration: it is never dup()ed),
- * the memory. */
+/* The Python side of a connection: the iterable's close() (once), the references. Where the
+ * app runs (GIL held). */
+static void drop_python(aw_conn_t *c)
+{
+    aw_wsgi_detach(c);
+    aw_peer_clear(&c->peer);
+}
+
+static int holds_python(aw_conn_t *c)
+{
+    return aw_wsgi_holds_objects(c) || aw_peer_holds_objects(&c->peer);
+}
+
+static void free_conn(aw_conn_t *c)
+{
+    aw_body_reset(&c->body);
+    aw_parser_free(&c->parser);
+    free(c);
+}
+
+/* The one teardown, in a fixed order: no timer and no wait, nothing queued, the iterable's
+ * close() (once) and the Python references, the descriptor (which drops its epoll registration:
+ * it is never dup()ed). The memory goes at the end of the loop's turn (aw_conn_reap), so that an
+ * event of this turn's batch for it finds a closed connection, not freed memory. With a thread
+ * pool the loop has no GIL: the Python side of a connection that still holds some is dropped
+ * by an app thread then. */
 void aw_conn_close(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     aw_timer_cancel(&c->timer);
+    if (c->state == AW_CONN_READY)
+        aw_server_unwait(&s->ready, c);
+    if (c->paused)
+        aw_server_unwait(&s->paused, c);
+    c->paused = 0;
     aw_out_clear(&c->out);
-    aw_wsgi_detach(c);
-    aw_body_reset(&c->body);
-    aw_peer_clear(&c->peer);
-    aw_parser_free(&c->parser);
+    if (!holds_python(c) || aw_threads_gil_held())
+        drop_python(c);
     close(c->io.fd);
     aw_pool_put(&s->pool, c->rbuf, c->rcap);
+    c->rbuf = NULL;
     aw_server_conn_closed(s);
-    free(c);
+    c->state = AW_CONN_CLOSED;
+    aw_server_wait(&s->closed, c);
+}
+
+/* The end of the loop's turn: free the connections it closed, or have the pool drop their
+ * Python side first. */
+void aw_conn_reap(aw_server_t *s)
+{
+    while (s->closed.head) {
+        aw_conn_t *c = s->closed.head;
+        aw_server_unwait(&s->closed, c);
+        if (holds_python(c) && !aw_threads_gil_held())
+            aw_threads_submit(s->threads, &c->job, 1);
+        else
+            free_conn(c);
+    }
 }
 
 /* Between requests with nothing in flight: a graceful stop may close it at once. */
@@ -196,10 +250,17 @@ void aw_conn_input_read(aw_conn_t *c)
     }
 }
 
-/* write(): send what is queued now. Returns 0, or -1 when the client is gone. */
+/* write(): send what is queued now. On an app thread, a full queue also waits for the client
+ * (the thread is the app's: back-pressure costs it time, not the server memory); on the loop's
+ * thread nothing may wait, and the queue grows. Returns 0, or -1 when the client is gone. */
 int aw_conn_send(aw_conn_t *c)
 {
-    return flush(c) < 0 ? -1 : 0;
+    int r = flush(c);
+    while (r == 1 && c->worker && aw_out_full(&c->out)) {
+        r = aw_worker_wait_writable(c->worker, c->io.fd, (int)c->srv->t_io.duration_ms);
+        r = r > 0 ? flush(c) : -1; /* a client that takes nothing for that long is gone */
+    }
+    return r < 0 ? -1 : 0;
 }
 
 /* What response.c needs to know of the request and the server. */
@@ -210,16 +271,26 @@ void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx)
         .is_head = req->method == HTTP_HEAD,
         .http_minor = req->http_minor,
         /* a body not read to its end leaves the connection unusable */
-        .keep_alive = req->keep_alive && !req->upgrade && !c->srv->stopping &&
+        .keep_alive = req->keep_alive && !req->upgrade && !aw_server_stopping(c->srv) &&
                       aw_body_complete(&c->body),
-        .date = c->srv->date,
-        .date_len = c->srv->date_len,
     };
+    if (c->worker) /* on an app thread: its own Date (the server's is the loop's) */
+        aw_worker_date(c->worker, &ctx->date, &ctx->date_len);
+    else
+        ctx->date = c->srv->date, ctx->date_len = c->srv->date_len;
 }
 
-/* What environ.c needs; req is NULL while no head is complete. */
-static void environ_src(aw_conn_t *c, aw_environ_src_t *src, const aw_request_t *req)
+/* While the app (or its iterable) runs: the heartbeat the master reads for --timeout. */
+void aw_conn_heartbeat(aw_conn_t *c, int busy)
 {
+    aw_server_heartbeat(c->srv, c->worker ? c->worker->slot : 0, busy);
+}
+
+/* What environ.c needs; src->req is NULL while no head is complete. */
+void aw_conn_environ_src(aw_conn_t *c, aw_environ_src_t *src)
+{
+    const aw_request_t *req = aw_parser_head_complete(&c->parser) ? aw_parser_request(&c->parser)
+                                                                   : NULL;
     aw_server_t *s = c->srv;
     *src = (aw_environ_src_t){
         .st = s->st,
@@ -228,7 +299,6 @@ static void environ_src(aw_conn_t *c, aw_environ_src_t *src, const aw_request_t 
         .unix_listener = c->lst->family == AF_UNIX,
         .peer = &c->peer,
         .req = req,
-        .base = c->rbuf + c->head_start,
     };
 }
 
@@ -244,14 +314,16 @@ static int flush(aw_conn_t *c)
     return r;
 }
 
+static int enter_app(aw_conn_t *c, int resume);
+
 static int do_flush(aw_conn_t *c)
 {
     if (flush(c) < 0) {
         aw_conn_close(c);
-        return AW_CLOSED;
+        return AW_LEFT;
     }
     if (c->state == AW_CONN_WAIT_OUT && aw_out_drained(&c->out))
-        set_state(c, AW_CONN_APP);
+        return enter_app(c, 1);
     return 0;
 }
 
@@ -262,8 +334,7 @@ static void access_log(aw_conn_t *c)
     if (!aw_log_wants_access(&c->srv->log))
         return;
     aw_environ_src_t src;
-    environ_src(c, &src, aw_parser_head_complete(&c->parser) ? aw_parser_request(&c->parser)
-                                                             : NULL);
+    aw_conn_environ_src(c, &src);
     aw_wsgi_access_log(c, &src, c->t_start);
 }
 
@@ -282,56 +353,84 @@ static int answer_error(aw_conn_t *c, int status)
     return 0;
 }
 
+/* The app's turn: its first call, or a suspended response resumed. With --threads 1 it runs
+ * here, from run(); with a pool the connection becomes a job (resumed ones first), or waits in
+ * READY when --max-queue requests already wait for a thread. */
+static int enter_app(aw_conn_t *c, int resume)
+{
+    aw_server_t *s = c->srv;
+    if (!s->threads) {
+        set_state(c, AW_CONN_APP);
+        return 0;
+    }
+    if (!resume && aw_threads_backlog(s->threads) >= s->opt.max_queue) {
+        set_state(c, AW_CONN_READY);
+        aw_server_wait(&s->ready, c);
+        return 0;
+    }
+    if (aw_out_prepare(&c->out) < 0) { /* the buffer pool is the loop's alone */
+        aw_log_message(&s->log, AW_LOG_ERROR, "out of memory for a response");
+        aw_conn_close(c);
+        return AW_LEFT;
+    }
+    set_state(c, AW_CONN_APP);
+    aw_threads_submit(s->threads, &c->job, resume);
+    return AW_LEFT;
+}
+
 /* A streamed body's bytes, end or error reached an app waiting on the sentinel. */
-static void wake_app(aw_conn_t *c)
+static int wake_app(aw_conn_t *c)
 {
     if (c->state == AW_CONN_WAIT_IN && aw_body_ready(&c->body))
-        set_state(c, AW_CONN_APP);
+        return enter_app(c, 1);
+    return 0;
 }
 
 static int request_done(aw_conn_t *c);
 
-/* A request under a --static prefix is answered here, from a file, without Python; the
- * request then ends as any other. Returns 1 when it was one. */
+/* A request under a --static prefix is answered here, on the loop's thread, from a file and
+ * without Python (but for the access log), and then ends as any other. Returns 1 when it was
+ * one. */
 static int answer_static(aw_conn_t *c, const aw_request_t *req)
 {
     aw_static_route_t route;
     aw_resp_ctx_t ctx;
-    if (!aw_static_route(c->srv->statics, req, c->rbuf + c->head_start, &route))
+    if (!aw_static_route(c->srv->statics, req, &route))
         return 0;
     if (!req->has_body)
         aw_body_end(&c->body); /* nothing to read: the connection may carry another request */
     aw_conn_resp_ctx(c, &ctx);
-    if (aw_response_static(&c->resp, &c->out, &c->srv->log, &route, &ctx, c->srv->loop.now_ms))
+    int r = aw_response_static(&c->resp, &c->out, &c->srv->log, &route, &ctx,
+                               c->srv->loop.now_ms);
+    if (r < 0) {
+        aw_log_message(&c->srv->log, AW_LOG_ERROR, "out of memory for a static file");
         answer_error(c, 500);
-    else
-        request_done(c);
+        return 1;
+    }
+    aw_server_request_done(c->srv);
+    access_log(c);
+    request_done(c);
     return 1;
 }
 
-/* The head is complete and valid: a static file, or the environ, then the app (streaming
- * input) or the body. */
+/* The head is complete and valid: a static file, or the app, called now (streaming input) or
+ * once the body is in; the environ is built then. */
 static int on_head(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     const aw_request_t *req = aw_parser_request(&c->parser);
-    aw_environ_src_t src;
     c->t_start = aw_log_wants_access(&s->log) ? aw_log_clock() : 0;
     if (answer_static(c, req))
         return 0;
-    environ_src(c, &src, req);
-    PyObject *environ = aw_environ_build(&src);
-    if (!environ)
-        return answer_error(c, 500);
-    aw_wsgi_begin(c, environ);
     c->continue_owed = req->expect_continue;
-    if (aw_body_begin(&c->body, req, environ, s->stream_input, s->sentinel, c) < 0)
+    int r = aw_body_begin(&c->body, req, s->stream_input);
+    if (r < 0) {
+        aw_log_message(&s->log, AW_LOG_ERROR, "cannot store a request body: %s", strerror(-r));
         return answer_error(c, 500);
-    c->head_start = c->rpos; /* the head lives on in the environ; its bytes can go */
-    if (s->stream_input) {
-        set_state(c, AW_CONN_APP); /* 100 Continue waits for the app's first read */
-        return 0;
     }
+    c->head_start = c->rpos; /* the parser copied the head: its bytes can go */
+    if (s->stream_input)
+        return enter_app(c, 0); /* 100 Continue waits for the app's first read */
     if (c->continue_owed) {
         c->continue_owed = 0;
         aw_response_continue(&c->out);
@@ -344,15 +443,8 @@ static int on_head(aw_conn_t *c)
  * body ended; or, if its response was already done, there is nothing to do. */
 static int on_end(aw_conn_t *c)
 {
-    if (c->state == AW_CONN_BODY) {
-        if (aw_body_finish(&c->body, aw_parser_request(&c->parser), aw_wsgi_environ(c)) < 0)
-            return answer_error(c, 500);
-        set_state(c, AW_CONN_APP);
-        return 0;
-    }
     aw_body_end(&c->body);
-    wake_app(c);
-    return 0;
+    return c->state == AW_CONN_BODY ? enter_app(c, 0) : wake_app(c);
 }
 
 static int on_parse_error(aw_conn_t *c, int status)
@@ -363,8 +455,7 @@ static int on_parse_error(aw_conn_t *c, int status)
      * what follows the bad framing is not trusted as HTTP */
     aw_body_fail(&c->body, status == 413 ? AW_BODY_TOO_LARGE : AW_BODY_MALFORMED);
     c->rpos = c->rlen;
-    wake_app(c);
-    return 0;
+    return wake_app(c);
 }
 
 static int do_parse(aw_conn_t *c)
@@ -376,8 +467,7 @@ static int do_parse(aw_conn_t *c)
     c->rpos += used;
     switch (r) {
     case AW_PARSE_MORE:
-        wake_app(c);
-        return 0;
+        return wake_app(c);
     case AW_PARSE_HEAD:
         return on_head(c);
     case AW_PARSE_END:
@@ -393,21 +483,18 @@ static int keep_alive(aw_conn_t *c)
 {
     const aw_request_t *req = aw_parser_request(&c->parser);
     return req->keep_alive && !req->upgrade && !aw_response_must_close(&c->resp) &&
-           !c->srv->stopping && !c->read_eof && aw_body_complete(&c->body);
+           !aw_server_stopping(c->srv) && !c->read_eof && aw_body_complete(&c->body);
 }
 
-/* The response is complete (queued): close the iterable, log, and decide what comes next. */
+/* The response is complete (queued), and its Python side done in the app's turn: decide what
+ * comes next. */
 static int request_done(aw_conn_t *c)
 {
-    aw_wsgi_finish(c);
-    access_log(c);
     int keep = keep_alive(c), input_read = aw_body_complete(&c->body);
     aw_body_reset(&c->body);
-    aw_wsgi_reset(c);
     aw_response_init(&c->resp);
     c->continue_owed = 0;
     c->t_start = 0;
-    aw_server_request_done(c->srv);
     c->head_start = c->rpos;
     if (!keep)
         set_state(c, input_read ? AW_CONN_CLOSE_AFTER : AW_CONN_LINGER_AFTER);
@@ -416,36 +503,96 @@ static int request_done(aw_conn_t *c)
     return 0;
 }
 
-/* The response cannot be completed: what is queued (earlier answers, part of this one) goes
- * out if it can, then the connection is cut. */
-static int abort_request(aw_conn_t *c)
+/* The app's turn, where the app runs (the GIL held): pull the response until it is done or
+ * must wait for the loop; an iterator's items are sent as they come (this turn owns the
+ * connection, so it may write). A finished or cut request's Python side is done here:
+ * close() of the iterable, the access log, the references. */
+static aw_pump_t app_turn(aw_conn_t *c)
 {
-    aw_wsgi_finish(c);
-    if (!aw_server_failed(c->srv)) {
-        access_log(c);
-        flush(c);
+    aw_pump_t o;
+    while ((o = aw_wsgi_pump(c)) == AW_PUMP_FLUSH) {
+        if (flush(c) < 0) {
+            o = AW_PUMP_ABORT;
+            break;
+        }
     }
-    aw_conn_close(c);
-    return AW_CLOSED;
+    if (o == AW_PUMP_DONE)
+        aw_server_request_done(c->srv); /* before the client can hear back: --max-requests */
+    if (o == AW_PUMP_DONE || o == AW_PUMP_ABORT) {
+        aw_wsgi_finish(c);
+        int failed = aw_server_failed(c->srv);
+        if (!failed)
+            access_log(c);
+        aw_wsgi_reset(c); /* (a spooled body's file is closed before the client hears back) */
+        /* a cut response: what is queued (earlier answers, part of this one) goes out if it
+         * can; a pool's thread sends a finished one at once */
+        if (!failed && (o == AW_PUMP_ABORT || c->worker))
+            flush(c);
+    }
+    /* the loop, without the GIL, closes a cut connection, or one that cannot carry another
+     * request: nothing of Python must be left for it */
+    if (c->worker && (o == AW_PUMP_ABORT || (o == AW_PUMP_DONE && !keep_alive(c))))
+        drop_python(c);
+    return o;
 }
 
-static int do_pump(aw_conn_t *c)
+/* Act on how the app's turn ended (here, or on an app thread that handed the connection back). */
+static int after_app(aw_conn_t *c, aw_pump_t o)
 {
-    switch (aw_wsgi_pump(c)) {
+    switch (o) {
     case AW_PUMP_DONE:
         return request_done(c);
-    case AW_PUMP_FLUSH:
-        return flush(c) < 0 ? abort_request(c) : 0; /* then pull again */
     case AW_PUMP_WAIT_OUT:
         set_state(c, AW_CONN_WAIT_OUT);
         return 0;
     case AW_PUMP_WAIT_IN:
         set_state(c, AW_CONN_WAIT_IN);
         return 0;
+    case AW_PUMP_FLUSH: /* (not an outcome of a turn) */
     case AW_PUMP_ABORT:
-        return abort_request(c);
+        break;
     }
-    return 0;
+    aw_conn_close(c);
+    return AW_LEFT;
+}
+
+static int do_pump(aw_conn_t *c)
+{
+    return after_app(c, app_turn(c));
+}
+
+/* ---- the thread pool's side -------------------------------------------------------------- */
+
+/* A job, on an app thread with the GIL (threads.c's callback): the app's turn, or the Python
+ * side of a connection the loop closed. */
+void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w)
+{
+    aw_server_t *s = server;
+    aw_conn_t *c = aw_container_of(job, aw_conn_t, job);
+    if (c->state == AW_CONN_CLOSED) { /* aw_conn_reap's */
+        drop_python(c);
+        free_conn(c);
+        return;
+    }
+    c->worker = w;
+    c->outcome = app_turn(c);
+    c->worker = NULL;
+    aw_threads_complete(s->threads, job);
+}
+
+/* Back on the loop from an app thread. */
+void aw_conn_job_done(aw_job_t *job)
+{
+    aw_conn_t *c = aw_container_of(job, aw_conn_t, job);
+    if (after_app(c, c->outcome) != AW_LEFT)
+        run(c);
+}
+
+/* Room in the pool for a READY connection's request. */
+void aw_conn_room(aw_conn_t *c)
+{
+    if (enter_app(c, 0) != AW_LEFT)
+        run(c);
 }
 
 /* ---- acting: waiting and closing --------------------------------------------------------- */
@@ -457,6 +604,24 @@ static int start_linger(aw_conn_t *c)
     shutdown(c->io.fd, SHUT_WR);
     set_state(c, AW_CONN_LINGER);
     return 0;
+}
+
+/* --max-queue requests wait for a thread: this connection reads no new request until there
+ * is room (its timer runs on: an idle one may still be closed). One whose client hung up is
+ * not watched at all meanwhile, or epoll would report it again and again. */
+static int pause_reading(aw_conn_t *c)
+{
+    c->paused = 1;
+    aw_server_wait(&c->srv->paused, c);
+    if (c->read_eof)
+        aw_loop_unwatch(&c->srv->loop, &c->io);
+    return 0;
+}
+
+void aw_conn_unpause(aw_conn_t *c)
+{
+    c->paused = 0;
+    run(c);
 }
 
 /* Nothing in flight: give the buffers back, so that an idle keep-alive connection costs only
@@ -504,6 +669,10 @@ static aw_step_t next_step(aw_conn_t *c)
     case AW_CONN_BODY:
         if (aw_out_full(out)) /* pipelined answers piling up unread: send them first */
             return aw_out_blocked(out) ? STEP_WAIT : STEP_FLUSH;
+        if (c->state != AW_CONN_BODY && !c->paused && aw_server_full(c->srv))
+            return STEP_PAUSE;
+        if (c->paused)
+            break;
         if (unparsed(c))
             return STEP_PARSE;
         if (c->read_eof)
@@ -511,6 +680,9 @@ static aw_step_t next_step(aw_conn_t *c)
         break;
     case AW_CONN_APP:
         return STEP_PUMP;
+    case AW_CONN_READY:
+    case AW_CONN_CLOSED:
+        break;
     case AW_CONN_WAIT_OUT:
     case AW_CONN_WAIT_IN:
         if (stream_readable(c) && unparsed(c))
@@ -548,6 +720,9 @@ static void run(aw_conn_t *c)
         case STEP_LINGER:
             r = start_linger(c);
             break;
+        case STEP_PAUSE:
+            r = pause_reading(c);
+            break;
         case STEP_CLOSE:
             aw_conn_close(c);
             return;
@@ -555,7 +730,7 @@ static void run(aw_conn_t *c)
             do_wait(c);
             return;
         }
-        if (r == AW_CLOSED)
+        if (r == AW_LEFT)
             return;
     }
 }
@@ -603,25 +778,27 @@ static int on_eof(aw_conn_t *c, int reset)
     case AW_CONN_WAIT_OUT:
         if (aw_body_streaming(&c->body) && !aw_body_complete(&c->body)) {
             aw_body_fail(&c->body, AW_BODY_GONE); /* ClientDisconnected for the app */
-            wake_app(c);
-            return 0;
+            return wake_app(c);
         }
-        return reset ? (aw_conn_close(c), AW_CLOSED) : 0; /* finish this answer, then close */
+        return reset ? (aw_conn_close(c), AW_LEFT) : 0; /* finish this answer, then close */
     case AW_CONN_IDLE:
     case AW_CONN_HEAD:
-        return reset ? (aw_conn_close(c), AW_CLOSED) : 0; /* answer what was sent, then close */
+        return reset ? (aw_conn_close(c), AW_LEFT) : 0; /* answer what was sent, then close */
     case AW_CONN_CLOSE_AFTER:
     case AW_CONN_LINGER_AFTER:
         if (!reset && aw_out_pending(&c->out))
             return 0;
         break;
+    case AW_CONN_READY: /* half-closed: answer it, then close */
+        return reset ? (aw_conn_close(c), AW_LEFT) : 0;
     case AW_CONN_BODY: /* the client stopped mid-request */
     case AW_CONN_APP:
     case AW_CONN_LINGER:
+    case AW_CONN_CLOSED:
         break;
     }
     aw_conn_close(c);
-    return AW_CLOSED;
+    return AW_LEFT;
 }
 
 static int drain_linger(aw_conn_t *c)
@@ -634,7 +811,7 @@ static int drain_linger(aw_conn_t *c)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return 0;
         aw_conn_close(c);
-        return AW_CLOSED;
+        return AW_LEFT;
     }
 }
 
@@ -644,7 +821,7 @@ static int on_readable(aw_conn_t *c)
         return drain_linger(c);
     if (make_room(c) < 0) {
         aw_conn_close(c);
-        return AW_CLOSED;
+        return AW_LEFT;
     }
     ssize_t n = read(c->io.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -662,6 +839,13 @@ static int on_readable(aw_conn_t *c)
 static void on_event(aw_io_t *io, uint32_t events)
 {
     aw_conn_t *c = aw_container_of(io, aw_conn_t, io);
+    if (c->state == AW_CONN_CLOSED)
+        return; /* closed earlier in this turn; its memory goes at the turn's end */
+    if (c->state == AW_CONN_APP && c->srv->threads) {
+        /* an app thread owns it: quiet until it is handed back (watch() then registers it) */
+        aw_loop_unwatch(&c->srv->loop, &c->io);
+        return;
+    }
     if (events & EPOLLERR) {
         aw_conn_close(c);
         return;
@@ -670,7 +854,7 @@ static void on_event(aw_io_t *io, uint32_t events)
         aw_out_writable(&c->out);
         progress(c); /* on a response */
     }
-    if ((events & (EPOLLIN | EPOLLHUP)) && on_readable(c) == AW_CLOSED)
+    if ((events & (EPOLLIN | EPOLLHUP)) && on_readable(c) == AW_LEFT)
         return;
     run(c);
 }

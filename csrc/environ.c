@@ -43,8 +43,8 @@ int aw_environ_init_keys(aw_state_t *st)
 }
 
 PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
-                              PyObject *url_scheme, PyObject *errors, int multiprocess,
-                              PyObject *input, PyObject *sentinel)
+                              PyObject *url_scheme, PyObject *errors, int multithread,
+                              int multiprocess, PyObject *input, PyObject *sentinel)
 {
     PyObject *d = PyDict_New();
     if (!d)
@@ -58,7 +58,7 @@ PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *s
         {.key = st->k_wsgi_version, .value = st->v_wsgi_version},
         {.key = st->k_wsgi_url_scheme, .value = url_scheme},
         {.key = st->k_wsgi_errors, .value = errors},
-        {.key = st->k_wsgi_multithread, .value = Py_False},
+        {.key = st->k_wsgi_multithread, .value = multithread ? Py_True : Py_False},
         {.key = st->k_wsgi_multiprocess, .value = multiprocess ? Py_True : Py_False},
         {.key = st->k_wsgi_run_once, .value = Py_False},
         {.key = st->k_wsgi_file_wrapper, .value = (PyObject *)st->filewrapper_type},
@@ -96,6 +96,11 @@ void aw_peer_clear(aw_peer_t *peer)
 {
     Py_CLEAR(peer->addr);
     Py_CLEAR(peer->port_str);
+}
+
+int aw_peer_holds_objects(const aw_peer_t *peer)
+{
+    return peer->addr || peer->port_str;
 }
 
 /* REMOTE_ADDR and REMOTE_PORT ("" for a unix socket), made once per connection. */
@@ -224,9 +229,9 @@ static int set_header(PyObject *d, PyObject *key, const char *v, size_t n)
 
 /* Every field as HTTP_* (CONTENT_TYPE, CONTENT_LENGTH). Sets *forwarded when X-Forwarded-For
  * or -Proto came. */
-static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, const char *base,
-                       int *forwarded)
+static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, int *forwarded)
 {
+    const char *base = req->head;
     for (int i = 0; i < req->nfields; i++) {
         const aw_field_t *f = &req->fields[i];
         const char *name = base + f->name.off, *v = base + f->value.off;
@@ -302,8 +307,8 @@ PyObject *aw_environ_build(const aw_environ_src_t *src)
         PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11 : st->v_http10) <
             0 ||
         set_peer(st, src->peer, d) < 0 ||
-        set_target(st, d, src->base + req->target.off, req->target.len) < 0 ||
-        set_headers(st, d, req, src->base, &forwarded) < 0)
+        set_target(st, d, req->head + req->target.off, req->target.len) < 0 ||
+        set_headers(st, d, req, &forwarded) < 0)
         goto error;
     /* a unix-socket peer is a local process the socket file's permissions let in (a reverse
      * proxy on the same host): trusted, as gunicorn does */
@@ -330,7 +335,7 @@ PyObject *aw_environ_minimal(const aw_environ_src_t *src)
                                ? st->methods[req->method]
                                : NULL; // borrowed
         if ((method && PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0) ||
-            set_str(d, st->k_RAW_URI, src->base + req->target.off, req->target.len) < 0 ||
+            set_str(d, st->k_RAW_URI, req->head + req->target.off, req->target.len) < 0 ||
             PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11
                                                                      : st->v_http10) < 0)
             goto error;

@@ -31,16 +31,16 @@ typedef struct {
     int unix_listener;        /* a unix-socket peer is a local proxy: trusted */
     aw_peer_t *peer;
     const aw_request_t *req;  /* NULL before a head is complete */
-    const char *base;         /* the head's first byte */
 } aw_environ_src_t;
 
 void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa);
 void aw_peer_clear(aw_peer_t *peer);
+int aw_peer_holds_objects(const aw_peer_t *peer);
 PyObject *aw_environ_build(const aw_environ_src_t *src);
 PyObject *aw_environ_minimal(const aw_environ_src_t *src);
 PyObject *aw_environ_template(aw_state_t *st, PyObject *server_name, PyObject *server_port,
-                              PyObject *url_scheme, PyObject *errors, int multiprocess,
-                              PyObject *input, PyObject *sentinel);
+                              PyObject *url_scheme, PyObject *errors, int multithread,
+                              int multiprocess, PyObject *input, PyObject *sentinel);
 int aw_environ_init_keys(aw_state_t *st);
 
 #endif

@@ -1,314 +1,145 @@
-/* input.c: request bodies and wsgi.input.
+/* input.c: wsgi.input.
  *
- * Owns: the body's storage in both modes (aw_body_t), the Input type (a complete body in
- * memory, or a streamed body that hands out what has arrived and the would-block sentinel),
- * and closing a spooled body's file when its request ends. Must not block (a streamed read
- * with nothing buffered raises BlockingIOError) nor write to the socket: a read tells the
- * connection (aw_conn_input_read), which answers Expect: 100-continue and reads again.
+ * Owns: the Input type in its two modes (a complete body in memory, whose bytes it owns; a
+ * streamed body read from the connection's aw_body_t as it arrives, with the would-block
+ * sentinel when nothing has), making the wsgi.input of a request once it is dispatched, and
+ * closing a spooled body's file when its request ends. Must not block (a streamed read with
+ * nothing buffered raises BlockingIOError) nor write to the socket: a read tells the
+ * connection (aw_conn_input_read), which answers Expect: 100-continue.
  */
 #include "input.h"
 #include "conn.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 typedef struct {
     PyObject_HEAD
     aw_state_t *st;
-    PyObject *buf;            /* memory mode: the whole body */
-    Py_ssize_t pos;
-    aw_conn_t *conn;          /* streaming mode: the connection, NULL once it is gone */
+    char *data;               /* memory mode: the whole body (ours) */
+    Py_ssize_t len, pos;
+    aw_conn_t *conn;          /* streaming mode: the connection, NULL once the request is over */
     aw_body_t *body;          /* ... and its body (inside it) */
     int streaming;
-    aw_body_error_t gone;     /* streaming, connection gone: how the body ended */
+    aw_body_error_t gone;     /* streaming, request over: how the body ended */
     PyObject *sentinel;
 } aw_input_t;
 
-static PyObject *input_new(aw_state_t *st, PyObject *bytes, aw_conn_t *c, aw_body_t *b,
-                           PyObject *sentinel)
+static aw_input_t *input_alloc(aw_state_t *st)
 {
     aw_input_t *in = PyObject_GC_New(aw_input_t, st->input_type);
     if (!in)
         return NULL;
     in->st = st;
-    in->buf = bytes ? Py_NewRef(bytes) : NULL;
-    in->pos = 0;
-    in->conn = c;
-    in->body = b;
-    in->streaming = c != NULL;
+    in->data = NULL;
+    in->len = in->pos = 0;
+    in->conn = NULL;
+    in->body = NULL;
+    in->streaming = 0;
     in->gone = AW_BODY_OK;
-    in->sentinel = sentinel ? Py_NewRef(sentinel) : NULL;
+    in->sentinel = NULL;
     PyObject_GC_Track(in);
+    return in;
+}
+
+/* An Input over len bytes at data, which it takes (and frees); data may be NULL when len is 0.
+ * On failure data is freed too. */
+PyObject *aw_input_new_memory(aw_state_t *st, char *data, size_t len)
+{
+    aw_input_t *in = input_alloc(st);
+    if (!in) {
+        free(data);
+        return NULL;
+    }
+    in->data = data;
+    in->len = (Py_ssize_t)len;
     return (PyObject *)in;
 }
 
-PyObject *aw_input_new_bytes(aw_state_t *st, PyObject *bytes)
+static PyObject *input_new_stream(aw_state_t *st, aw_conn_t *c, aw_body_t *b, PyObject *sentinel)
 {
-    return input_new(st, bytes, NULL, NULL, NULL);
-}
-
-/* ---- buffered bodies --------------------------------------------------------------------- */
-
-static int make_spool(void)
-{
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
-#ifdef O_TMPFILE
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        return fd;
-#endif
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/aiowsgi-body-XXXXXX", dir);
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd >= 0)
-        unlink(path);
-    return fd;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        data += n;
-        len -= (size_t)n;
+    aw_input_t *in = input_alloc(st);
+    if (in) {
+        in->conn = c;
+        in->body = b;
+        in->streaming = 1;
+        in->sentinel = Py_NewRef(sentinel);
     }
-    return 0;
+    return (PyObject *)in;
 }
 
-static int mem_append(aw_body_t *b, const char *data, size_t len)
+/* A file object over the spooled body, read from its start. */
+static PyObject *spooled_file(aw_state_t *st, aw_body_t *b)
 {
-    if (b->mem_len + len > b->mem_cap) {
-        size_t cap = b->mem_cap ? b->mem_cap : 4096;
-        while (cap < b->mem_len + len)
-            cap *= 2;
-        char *nb = realloc(b->mem, cap);
-        if (!nb)
-            return -ENOMEM;
-        b->mem = nb;
-        b->mem_cap = cap;
-    }
-    memcpy(b->mem + b->mem_len, data, len);
-    b->mem_len += len;
-    return 0;
-}
-
-/* A chunked body grew past the spool threshold: move it to a temporary file. */
-static int spool_mem(aw_body_t *b)
-{
-    if ((b->spool_fd = make_spool()) < 0)
-        return -errno;
-    int r = write_all(b->spool_fd, b->mem, b->mem_len);
-    free(b->mem);
-    b->mem = NULL;
-    b->mem_len = b->mem_cap = 0;
-    return r;
-}
-
-static int buffered_store(aw_body_t *b, const char *data, size_t len)
-{
-    if (b->bytes) {
-        memcpy(PyBytes_AS_STRING(b->bytes) + b->received, data, len);
-        return 0;
-    }
-    if (b->spool_fd < 0 && b->mem_len + len > b->spool_threshold && spool_mem(b) < 0)
-        return -errno;
-    if (b->spool_fd >= 0)
-        return write_all(b->spool_fd, data, len);
-    return mem_append(b, data, len);
-}
-
-static int stream_store(aw_body_t *b, const char *data, size_t len)
-{
-    if (!b->chunks && !(b->chunks = PyList_New(0)))
-        goto error;
-    PyObject *chunk = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
-    if (!chunk)
-        goto error;
-    int r = PyList_Append(b->chunks, chunk);
-    Py_DECREF(chunk);
-    if (r < 0)
-        goto error;
-    b->buffered += len;
-    return 0;
-error:
-    PyErr_Clear();
-    return -ENOMEM;
-}
-
-/* The parser's body callback (parser.c checks max_body_size first). Returns 0, or 500: then,
- * for a buffered body, with an exception set that the 500 answer reports. */
-int aw_body_store(void *body, const char *data, size_t len)
-{
-    aw_body_t *b = body;
-    int r = b->streaming ? stream_store(b, data, len) : buffered_store(b, data, len);
+    int r = aw_body_rewind(b);
     if (r < 0) {
         errno = -r;
-        if (!b->streaming)
-            PyErr_SetFromErrno(PyExc_OSError);
-        return 500;
-    }
-    b->received += len;
-    return 0;
-}
-
-/* The head is complete: prepare for the body. Streaming: wsgi.input in environ is the stream.
- * Returns 0, or -1 with an exception set. */
-int aw_body_begin(aw_body_t *b, const aw_request_t *r, PyObject *environ, int streaming,
-                  PyObject *sentinel, aw_conn_t *conn)
-{
-    b->streaming = streaming;
-    b->ended = !r->has_body;
-    if (streaming) {
-        if (!r->has_body)
-            return 0; /* the template's empty input stays */
-        b->input = input_new(b->st, NULL, conn, b, sentinel);
-        return b->input ? PyDict_SetItem(environ, b->st->k_wsgi_input, b->input) : -1;
-    }
-    if (r->chunked || r->content_length == 0)
-        return 0;
-    if (r->content_length > b->spool_threshold) {
-        if ((b->spool_fd = make_spool()) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        return 0;
-    }
-    b->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)r->content_length);
-    return b->bytes ? 0 : -1;
-}
-
-static PyObject *spooled_file(aw_body_t *b)
-{
-    if (lseek(b->spool_fd, 0, SEEK_SET) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
-    PyObject *f = PyObject_CallFunction(b->st->io_open, "isi", b->spool_fd, "rb", -1);
-    if (f)
-        b->spool_fd = -1; /* the file object owns it now */
+    }
+    int fd = aw_body_release_spool(b);
+    PyObject *f = PyObject_CallFunction(st->io_open, "isi", fd, "rb", -1);
+    if (!f)
+        close(fd);
     return f;
 }
 
-/* The whole body is in. Buffered: wsgi.input (and CONTENT_LENGTH, for a chunked body) go
- * into environ. Returns 0, or -1 with an exception set. */
-int aw_body_finish(aw_body_t *b, const aw_request_t *r, PyObject *environ)
+/* The request's wsgi.input: streamed, or its complete buffered body. *input is NULL when the
+ * template's empty input stays (no body). */
+static PyObject *make_input(aw_state_t *st, aw_body_t *b, aw_conn_t *conn, PyObject *sentinel)
 {
-    b->ended = 1;
-    if (b->streaming)
-        return 0;
-    aw_state_t *st = b->st;
-    PyObject *input = NULL;
-    if (b->spool_fd >= 0) {
-        input = spooled_file(b);
-    } else if (b->bytes) {
-        input = aw_input_new_bytes(st, b->bytes);
-        Py_CLEAR(b->bytes);
-    } else if (b->mem_len) {
-        PyObject *bytes = PyBytes_FromStringAndSize(b->mem, (Py_ssize_t)b->mem_len);
-        input = bytes ? aw_input_new_bytes(st, bytes) : NULL;
-        Py_XDECREF(bytes);
-        free(b->mem);
-        b->mem = NULL;
-        b->mem_len = b->mem_cap = 0;
-    } else if (!r->chunked) {
-        return 0; /* no body: the template's empty input stays */
-    }
-    if (input) {
-        b->input = input;
-        if (PyDict_SetItem(environ, st->k_wsgi_input, input) < 0)
-            return -1;
-    } else if (PyErr_Occurred()) {
+    if (aw_body_streaming(b))
+        return aw_body_complete(b) && aw_body_received(b) == 0 && !aw_body_chunked(b)
+                   ? NULL
+                   : input_new_stream(st, conn, b, sentinel);
+    if (aw_body_spooled(b))
+        return spooled_file(st, b);
+    size_t len;
+    char *mem = aw_body_release_mem(b, &len);
+    if (!mem && !aw_body_chunked(b))
+        return NULL;
+    return aw_input_new_memory(st, mem, len);
+}
+
+/* The request is dispatched: its wsgi.input (and, for a complete chunked body, its
+ * CONTENT_LENGTH) go into environ. Returns 0 with *input a new reference (or NULL: the
+ * template's empty input stays), or -1 with an exception set. */
+int aw_input_attach(aw_state_t *st, PyObject *environ, aw_body_t *b, aw_conn_t *conn,
+                    PyObject *sentinel, PyObject **input)
+{
+    *input = make_input(st, b, conn, sentinel);
+    if (!*input)
+        return PyErr_Occurred() ? -1 : 0;
+    if (PyDict_SetItem(environ, st->k_wsgi_input, *input) < 0)
         return -1;
-    }
-    if (!r->chunked)
+    if (aw_body_streaming(b) || !aw_body_chunked(b))
         return 0;
-    PyObject *cl = PyUnicode_FromFormat("%llu", b->received);
-    int rc = cl ? PyDict_SetItem(environ, st->k_CONTENT_LENGTH, cl) : -1;
+    PyObject *cl = PyUnicode_FromFormat("%llu", aw_body_received(b));
+    int r = cl ? PyDict_SetItem(environ, st->k_CONTENT_LENGTH, cl) : -1;
     Py_XDECREF(cl);
-    return rc;
+    return r;
 }
 
-/* Streaming: the body ended (its last byte was stored). */
-void aw_body_end(aw_body_t *b)
+/* The request is over: a streamed input is detached from the connection (keeping how its body
+ * ended), a spooled body's file closed (the server's, even if the app kept a reference). */
+void aw_input_done(aw_state_t *st, PyObject *input, const aw_body_t *b)
 {
-    b->ended = 1;
-}
-
-/* Streaming: the body cannot be completed. */
-void aw_body_fail(aw_body_t *b, aw_body_error_t error)
-{
-    if (!b->ended && !b->error)
-        b->error = error;
-}
-
-int aw_body_streaming(const aw_body_t *b)
-{
-    return b->streaming;
-}
-
-/* Every byte of the body has been read from the client. */
-int aw_body_complete(const aw_body_t *b)
-{
-    return b->ended;
-}
-
-aw_body_error_t aw_body_error(const aw_body_t *b)
-{
-    return b->error;
-}
-
-/* Streaming, and room to read ahead of the app. */
-int aw_body_wants_more(const aw_body_t *b)
-{
-    return b->streaming && !b->ended && !b->error && b->buffered < AW_STREAM_HIGH;
-}
-
-/* Streaming: an app waiting on the sentinel can make progress. */
-int aw_body_ready(const aw_body_t *b)
-{
-    return b->buffered > 0 || b->ended || b->error;
-}
-
-/* The request is over: detach a streamed input from the connection, close a spooled body's
- * file (the server's, even if the app kept a reference), free the storage. */
-void aw_body_reset(aw_body_t *b)
-{
-    PyObject *input = b->input;
-    b->input = NULL;
-    if (input && Py_IS_TYPE(input, b->st->input_type)) {
+    if (!input)
+        return;
+    if (Py_IS_TYPE(input, st->input_type)) {
         aw_input_t *in = (aw_input_t *)input;
-        if (in->conn) {
-            in->gone = b->error ? b->error : (b->ended ? AW_BODY_OK : AW_BODY_GONE);
+        if (in->streaming && in->body) {
+            aw_body_error_t error = aw_body_error(b);
+            in->gone = error ? error : (aw_body_complete(b) ? AW_BODY_OK : AW_BODY_GONE);
             in->conn = NULL;
             in->body = NULL;
         }
-    } else if (input) {
-        PyObject *r = PyObject_CallMethodNoArgs(input, b->st->s_close);
-        if (!r)
-            PyErr_Clear();
-        Py_XDECREF(r);
+        return;
     }
-    Py_XDECREF(input);
-    Py_CLEAR(b->bytes);
-    free(b->mem);
-    if (b->spool_fd >= 0)
-        close(b->spool_fd);
-    Py_CLEAR(b->chunks);
-    aw_state_t *st = b->st;
-    size_t threshold = b->spool_threshold;
-    aw_body_init(b, st, threshold);
-}
-
-void aw_body_init(aw_body_t *b, aw_state_t *st, size_t spool_threshold)
-{
-    *b = (aw_body_t){.st = st, .spool_fd = -1, .spool_threshold = spool_threshold};
+    PyObject *r = PyObject_CallMethodNoArgs(input, st->s_close);
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
 }
 
 /* ---- reading a streamed body ------------------------------------------------------------- */
@@ -316,7 +147,7 @@ void aw_body_init(aw_body_t *b, aw_state_t *st, size_t spool_threshold)
 /* Raise the error the body ended with, if any. Returns -1 with it set, or 0. */
 static int stream_error(aw_input_t *in)
 {
-    aw_body_error_t reason = in->body ? in->body->error : in->gone;
+    aw_body_error_t reason = in->body ? aw_body_error(in->body) : in->gone;
     if (reason == AW_BODY_TOO_LARGE)
         PyErr_SetString(in->st->RequestTooLarge, "request body exceeds max_body_size");
     else if (reason == AW_BODY_MALFORMED)
@@ -326,51 +157,6 @@ static int stream_error(aw_input_t *in)
     else
         return 0;
     return -1;
-}
-
-/* Up to want bytes of the unconsumed chunks (up to a newline when line), joined. */
-static PyObject *take_chunks(aw_body_t *b, size_t want, int line)
-{
-    PyObject *parts = PyList_New(0), *result = NULL;
-    size_t got = 0;
-    int done = 0;
-    while (parts && got < want && !done && b->chunk_head < PyList_GET_SIZE(b->chunks)) {
-        PyObject *chunk = PyList_GET_ITEM(b->chunks, b->chunk_head); // borrowed
-        const char *p = PyBytes_AS_STRING(chunk) + b->chunk_off;
-        size_t avail = (size_t)PyBytes_GET_SIZE(chunk) - b->chunk_off;
-        size_t take = avail < want - got ? avail : want - got;
-        const char *nl = line ? memchr(p, '\n', take) : NULL;
-        if (nl)
-            take = (size_t)(nl - p) + 1, done = 1;
-        PyObject *piece = take == (size_t)PyBytes_GET_SIZE(chunk)
-                              ? Py_NewRef(chunk)
-                              : PyBytes_FromStringAndSize(p, (Py_ssize_t)take);
-        if (!piece || PyList_Append(parts, piece) < 0)
-            Py_CLEAR(parts);
-        Py_XDECREF(piece);
-        got += take;
-        b->chunk_off += take;
-        b->buffered -= take;
-        if (b->chunk_off == (size_t)PyBytes_GET_SIZE(chunk))
-            b->chunk_head++, b->chunk_off = 0;
-    }
-    if (parts && b->chunk_head == PyList_GET_SIZE(b->chunks)) {
-        if (PyList_SetSlice(b->chunks, 0, b->chunk_head, NULL) < 0)
-            Py_CLEAR(parts);
-        b->chunk_head = 0;
-    }
-    if (parts && PyList_GET_SIZE(parts) == 1)
-        result = Py_NewRef(PyList_GET_ITEM(parts, 0));
-    else if (parts && (result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)got))) {
-        char *out = PyBytes_AS_STRING(result);
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(parts); i++) {
-            PyObject *piece = PyList_GET_ITEM(parts, i); // borrowed
-            memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
-            out += PyBytes_GET_SIZE(piece);
-        }
-    }
-    Py_XDECREF(parts);
-    return result;
 }
 
 /* Take up to n bytes (n < 0: all buffered), up to and including a newline if line. */
@@ -383,31 +169,35 @@ static PyObject *stream_take(aw_input_t *in, Py_ssize_t n, int line)
         return PyBytes_FromStringAndSize(NULL, 0);
     }
     aw_conn_input_read(in->conn); /* the first read answers Expect: 100-continue */
-    if (b->buffered == 0) {
+    const char *data;
+    size_t avail = aw_body_peek(b, &data);
+    if (avail == 0) {
         if (stream_error(in) < 0)
             return NULL;
-        if (b->ended)
+        if (aw_body_complete(b))
             return PyBytes_FromStringAndSize(NULL, 0);
         PyErr_SetString(PyExc_BlockingIOError, "no request body data is buffered yet");
         return NULL;
     }
-    PyObject *r = take_chunks(b, n < 0 ? b->buffered : (size_t)n, line);
-    aw_conn_input_read(in->conn); /* consumption may let the connection read again */
+    size_t take = n >= 0 && (size_t)n < avail ? (size_t)n : avail;
+    const char *nl = line ? memchr(data, '\n', take) : NULL;
+    if (nl)
+        take = (size_t)(nl - data) + 1;
+    PyObject *r = PyBytes_FromStringAndSize(data, (Py_ssize_t)take);
+    if (r)
+        aw_body_consume(b, take);
     return r;
 }
 
 static PyObject *mem_take(aw_input_t *in, Py_ssize_t n, int line)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(in->buf);
-    Py_ssize_t avail = size - in->pos;
+    Py_ssize_t avail = in->len - in->pos;
     if (n < 0 || n > avail)
         n = avail;
-    const char *p = PyBytes_AS_STRING(in->buf) + in->pos;
-    const char *nl = line ? memchr(p, '\n', (size_t)n) : NULL;
+    const char *p = in->data ? in->data + in->pos : "";
+    const char *nl = line && n ? memchr(p, '\n', (size_t)n) : NULL;
     if (nl)
         n = nl - p + 1;
-    if (in->pos == 0 && n == size)
-        return (in->pos = size, Py_NewRef(in->buf));
     in->pos += n;
     return PyBytes_FromStringAndSize(p, n);
 }
@@ -519,8 +309,8 @@ static PyObject *Input_seekable(aw_input_t *in, PyObject *Py_UNUSED(a))
 static PyObject *Input_tell(aw_input_t *in, PyObject *Py_UNUSED(a))
 {
     if (in->streaming)
-        return PyLong_FromUnsignedLongLong(in->body ? in->body->received - in->body->buffered
-                                                    : 0);
+        return PyLong_FromUnsignedLongLong(
+            in->body ? aw_body_received(in->body) - aw_body_buffered(in->body) : 0);
     return PyLong_FromSsize_t(in->pos);
 }
 
@@ -534,7 +324,7 @@ static PyObject *Input_seek(aw_input_t *in, PyObject *args)
         PyErr_SetString(PyExc_OSError, "a streamed request body is not seekable");
         return NULL;
     }
-    Py_ssize_t size = PyBytes_GET_SIZE(in->buf);
+    Py_ssize_t size = in->len;
     Py_ssize_t base = whence == 0 ? 0 : (whence == 1 ? in->pos : size);
     if (whence < 0 || whence > 2 || base + off < 0) {
         PyErr_SetString(PyExc_ValueError, "invalid seek");
@@ -547,14 +337,12 @@ static PyObject *Input_seek(aw_input_t *in, PyObject *args)
 static int Input_traverse(aw_input_t *in, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(in));
-    Py_VISIT(in->buf);
     Py_VISIT(in->sentinel);
     return 0;
 }
 
 static int Input_clear(aw_input_t *in)
 {
-    Py_CLEAR(in->buf);
     Py_CLEAR(in->sentinel);
     return 0;
 }
@@ -564,6 +352,7 @@ static void Input_dealloc(aw_input_t *in)
     PyTypeObject *tp = Py_TYPE(in);
     PyObject_GC_UnTrack(in);
     Input_clear(in);
+    free(in->data);
     tp->tp_free(in);
     Py_DECREF(tp);
 }

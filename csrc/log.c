@@ -1,7 +1,8 @@
 /* log.c: reporting through the Python layer's callables.
  *
- * Owns: nothing but the calls (the callables belong to the server). Must not be called
- * without the GIL, and must not leave an exception set: the loop never sees one.
+ * Owns: nothing but the calls (the callables belong to the server). Takes the GIL itself when
+ * its caller has none (the loop of a thread pool), which only errors make it do. Must not leave
+ * an exception set: the loop never sees one.
  */
 #include "log.h"
 
@@ -20,6 +21,7 @@ static void call_log(aw_log_t *log, aw_level_t level, const char *msg, PyObject 
  * none, as a traceback on sys.stderr. */
 void aw_log_exception(aw_log_t *log, const char *msg)
 {
+    PyGILState_STATE g = PyGILState_Ensure();
     PyObject *type = NULL, *exc = NULL, *tb = NULL;
     PyErr_Fetch(&type, &exc, &tb);
     PyErr_NormalizeException(&type, &exc, &tb);
@@ -39,6 +41,7 @@ void aw_log_exception(aw_log_t *log, const char *msg)
     Py_XDECREF(exc);
     Py_XDECREF(tb);
     PyErr_Clear();
+    PyGILState_Release(g);
 }
 
 /* A message at level; an exception already set is kept as it was. */
@@ -49,6 +52,7 @@ void aw_log_message(aw_log_t *log, aw_level_t level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    PyGILState_STATE g = PyGILState_Ensure(); /* the loop of a thread pool has no GIL */
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
     if (log->log && !Py_IsNone(log->log))
@@ -56,13 +60,16 @@ void aw_log_message(aw_log_t *log, aw_level_t level, const char *fmt, ...)
     else
         PySys_WriteStderr("aiowsgi: %s\n", msg);
     PyErr_Restore(type, exc, tb);
+    PyGILState_Release(g);
 }
 
 /* If an exception is set, report it with msg (and clear it). */
 void aw_log_pending_error(aw_log_t *log, const char *msg)
 {
+    PyGILState_STATE g = PyGILState_Ensure();
     if (PyErr_Occurred())
         aw_log_exception(log, msg);
+    PyGILState_Release(g);
 }
 
 int aw_log_wants_access(const aw_log_t *log)

@@ -1,7 +1,7 @@
 /* log.h: the bridge from the core to Python's logging (the log= and access_log= callables).
  *
- * Python-aware; called with the GIL held. Never lets an exception escape: a failing callable
- * is reported as unraisable.
+ * Python-aware; takes the GIL if the caller does not hold it. Never lets an exception escape: a
+ * failing callable is reported as unraisable.
  */
 #ifndef AW_LOG_H
 #define AW_LOG_H

@@ -5,26 +5,36 @@
  * does), and the intrusive timer lists. Must not include Python.h, nor know what the
  * registered descriptors are: the owner of each aw_io_t handles its events.
  */
+#define _GNU_SOURCE /* CLOCK_*_COARSE, epoll_pwait */
 #include "loop.h"
 
 #include <errno.h>
 #include <stddef.h>
-#include <sys/eventfd.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void on_wake(aw_io_t *io, uint32_t events)
 {
     (void)events;
-    uint64_t v;
-    while (read(io->fd, &v, sizeof(v)) > 0) {
+    aw_loop_t *loop = aw_container_of(io, aw_loop_t, wake);
+    unsigned char bytes[64];
+    ssize_t n;
+    while ((n = read(io->fd, bytes, sizeof(bytes))) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            loop->signalled |= bytes[i] != 0;
     }
 }
 
 int aw_loop_init(aw_loop_t *loop)
 {
+    int fds[2] = {-1, -1};
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop->wake = (aw_io_t){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .on_event = on_wake};
-    if (loop->epfd < 0 || loop->wake.fd < 0) {
+    int r = pipe2(fds, O_NONBLOCK | O_CLOEXEC);
+    loop->wake = (aw_io_t){.fd = fds[0], .on_event = on_wake};
+    loop->wake_w = fds[1];
+    loop->signalled = 0;
+    if (loop->epfd < 0 || r < 0) {
         int err = errno;
         aw_loop_close(loop);
         return -err;
@@ -39,39 +49,70 @@ void aw_loop_close(aw_loop_t *loop)
         close(loop->epfd);
     if (loop->wake.fd >= 0)
         close(loop->wake.fd);
-    loop->epfd = loop->wake.fd = -1;
+    if (loop->wake_w >= 0)
+        close(loop->wake_w);
+    loop->epfd = loop->wake.fd = loop->wake_w = -1;
 }
 
-/* Register, change or drop (events == 0) the interest of io. Returns 0 or -errno. */
+/* Register io, or change its interest. Interest 0 keeps it registered: epoll still reports
+ * EPOLLERR and EPOLLHUP, so a peer's reset is noticed even while nothing is read. Returns 0 or
+ * -errno. */
 int aw_loop_watch(aw_loop_t *loop, aw_io_t *io, uint32_t events)
 {
-    if (io->events == events)
+    if (io->registered && io->events == events)
         return 0;
-    int op = events == 0 ? EPOLL_CTL_DEL : (io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD);
+    int op = io->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     struct epoll_event ev = {.events = events, .data.ptr = io};
     if (epoll_ctl(loop->epfd, op, io->fd, &ev) < 0)
         return -errno;
     io->events = events;
+    io->registered = 1;
     return 0;
 }
 
-/* Wait for events (at most timeout_ms; -1: no limit), then refresh the clock. Returns the
- * number of events, 0 on a timeout or a signal, or -errno. */
-int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, int timeout_ms)
+/* Drop io's registration: no event at all until aw_loop_watch. Returns 0 or -errno. */
+int aw_loop_unwatch(aw_loop_t *loop, aw_io_t *io)
 {
-    int n = epoll_wait(loop->epfd, events, max, timeout_ms);
+    if (!io->registered)
+        return 0;
+    struct epoll_event ev = {.events = 0, .data.ptr = io};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, &ev) < 0)
+        return -errno;
+    io->events = 0;
+    io->registered = 0;
+    return 0;
+}
+
+/* epoll_pwait2 (Linux 5.11) takes a timeout in nanoseconds; epoll_wait's is rounded up to the
+ * millisecond. */
+static int wait_events(aw_loop_t *loop, struct epoll_event *events, int max, long long timeout_ns)
+{
+#ifdef SYS_epoll_pwait2
+    struct timespec ts = {.tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL};
+    int n = (int)syscall(SYS_epoll_pwait2, loop->epfd, events, max, timeout_ns < 0 ? NULL : &ts,
+                         NULL, (size_t)0);
+    if (n >= 0 || errno != ENOSYS)
+        return n;
+#endif
+    int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
+    return epoll_wait(loop->epfd, events, max, ms);
+}
+
+/* Wait for events (at most timeout_ns; -1: no limit), then refresh the clock. Returns the number
+ * of events, -EINTR when a signal came, or another -errno. */
+int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, long long timeout_ns)
+{
+    int n = wait_events(loop, events, max, timeout_ns);
     int err = n < 0 ? errno : 0;
     aw_loop_refresh_clock(loop);
-    if (n >= 0)
-        return n;
-    return err == EINTR ? 0 : -err;
+    return n >= 0 ? n : -err;
 }
 
 /* Make a concurrent or the next aw_loop_poll() return. Safe from any thread. */
 int aw_loop_wake(aw_loop_t *loop)
 {
-    uint64_t one = 1;
-    if (write(loop->wake.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    unsigned char zero = 0;
+    if (write(loop->wake_w, &zero, 1) < 0 && errno != EAGAIN) /* full: a wake-up is pending */
         return -errno;
     return 0;
 }

@@ -2,7 +2,7 @@
  *
  * Pure C: no Python here (the server releases the GIL around aw_loop_poll). Errors are
  * negative errno values. Everything is owned by the thread that runs the loop, except
- * aw_loop_wake(), which any thread may call.
+ * aw_loop_wake(), which any thread (and a signal handler) may call.
  */
 #ifndef AW_LOOP_H
 #define AW_LOOP_H
@@ -17,7 +17,8 @@ typedef struct aw_io aw_io_t;
 typedef void (*aw_io_cb)(aw_io_t *io, uint32_t events);
 struct aw_io {
     int fd;
-    uint32_t events; /* the interest currently registered; 0 when not registered */
+    uint32_t events; /* the interest currently registered */
+    int registered;
     aw_io_cb on_event;
 };
 
@@ -39,7 +40,10 @@ struct aw_tlist {
 
 typedef struct {
     int epfd;
-    aw_io_t wake;       /* an eventfd: aw_loop_wake() makes aw_loop_poll() return */
+    aw_io_t wake;       /* a pipe's read end: a byte on it makes aw_loop_poll() return */
+    int wake_w;         /* its write end: 0 from aw_loop_wake(), a signal's number from
+                         * Python's signal handler (signal.set_wakeup_fd) */
+    int signalled;      /* a signal's byte was read since the caller last cleared this */
     long long now_ms;   /* CLOCK_MONOTONIC_COARSE, refreshed by aw_loop_poll */
     time_t now_sec;     /* CLOCK_REALTIME_COARSE seconds, refreshed with now_ms */
 } aw_loop_t;
@@ -47,7 +51,8 @@ typedef struct {
 int aw_loop_init(aw_loop_t *loop);
 void aw_loop_close(aw_loop_t *loop);
 int aw_loop_watch(aw_loop_t *loop, aw_io_t *io, uint32_t events);
-int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, int timeout_ms);
+int aw_loop_unwatch(aw_loop_t *loop, aw_io_t *io);
+int aw_loop_poll(aw_loop_t *loop, struct epoll_event *events, int max, long long timeout_ns);
 int aw_loop_wake(aw_loop_t *loop);
 void aw_loop_refresh_clock(aw_loop_t *loop);
 

@@ -36,6 +36,8 @@ static const aw_opt_spec_t option_table[] = {
     AW_OPT(max_body_size, AW_OPT_SIZE, 1073741824.0, 0, 9007199254740992.0),
     AW_OPT(spool_threshold, AW_OPT_SIZE, 1048576, 0, 9007199254740992.0),
     AW_OPT(max_requests, AW_OPT_SIZE, 0, 0, 9007199254740992.0),
+    AW_OPT(threads, AW_OPT_SIZE, 1, 1, 1024),
+    AW_OPT(max_queue, AW_OPT_SIZE, 128, 0, 1 << 20),
     AW_OPT(stream_input, AW_OPT_FLAG, 0, 0, 1),
     AW_OPT(multiprocess, AW_OPT_FLAG, 0, 0, 1),
     AW_OPT(static_max_age, AW_OPT_SIZE, 60, 0, 31536000),

@@ -7,6 +7,8 @@
 #include "output.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -19,9 +21,17 @@
  * same). 64 KiB: the largest segment the kernel hands a device (GSO). */
 #define AW_CORK_MAX (64 * 1024)
 
-void aw_out_init(aw_out_t *out, aw_pool_t *pool)
+void aw_out_init(aw_out_t *out, aw_pool_t *pool, aw_release_fn release, void *ctx)
 {
-    *out = (aw_out_t){.pool = pool, .file_fd = -1};
+    *out = (aw_out_t){.pool = pool, .release = release, .release_ctx = ctx, .file_fd = -1};
+}
+
+static void release(aw_out_t *out, aw_seg_t *sg)
+{
+    if (sg->ref) {
+        out->release(out->release_ctx, sg->ref);
+        sg->ref = NULL;
+    }
 }
 
 static int reserve(aw_out_t *out, size_t extra)
@@ -44,12 +54,19 @@ static int reserve(aw_out_t *out, size_t extra)
     return 0;
 }
 
+/* Take a buffer from the pool now, on the pool's thread, for whoever queues next (an app thread
+ * then only grows it, with realloc). Returns 0 or -ENOMEM. */
+int aw_out_prepare(aw_out_t *out)
+{
+    return reserve(out, 0);
+}
+
 /* The last queued piece, if it is copied bytes ending at the end of the buffer (so more
  * copied bytes can extend it). */
 static aw_seg_t *extendable(aw_out_t *out)
 {
     aw_seg_t *last = out->nsegs > out->head ? &out->segs[out->nsegs - 1] : NULL;
-    return last && !last->obj && last->off + last->len == out->len ? last : NULL;
+    return last && !last->ref && last->off + last->len == out->len ? last : NULL;
 }
 
 /* Room for len bytes at the end of the buffer, to be filled and then queued with
@@ -69,7 +86,7 @@ void aw_out_commit(aw_out_t *out, size_t len)
     if (last)
         last->len += len;
     else
-        out->segs[out->nsegs++] = (aw_seg_t){.obj = NULL, .off = out->len, .len = len};
+        out->segs[out->nsegs++] = (aw_seg_t){.ref = NULL, .off = out->len, .len = len};
     out->len += len;
     out->queued += len;
 }
@@ -87,14 +104,14 @@ int aw_out_copy(aw_out_t *out, const char *data, size_t len)
     return 0;
 }
 
-/* Queue data (inside obj, kept alive until sent) without copying it. Returns 0 or -errno. */
-int aw_out_ref(aw_out_t *out, PyObject *obj, const char *data, size_t len)
+/* Queue data without copying it; ref (a reference the caller gives the queue) keeps it alive
+ * until it is sent or dropped, then goes to the release callback. Returns 0, or -errno (then
+ * the caller keeps ref). */
+int aw_out_ref(aw_out_t *out, void *ref, const char *data, size_t len)
 {
-    if (len == 0)
-        return 0;
-    if (out->nsegs == AW_MAX_SEGS)
-        return -ENOBUFS;
-    out->segs[out->nsegs++] = (aw_seg_t){.obj = Py_NewRef(obj), .ptr = data, .len = len};
+    if (len == 0 || out->nsegs == AW_MAX_SEGS)
+        return len == 0 ? 0 : -ENOBUFS;
+    out->segs[out->nsegs++] = (aw_seg_t){.ref = ref, .ptr = data, .len = len};
     out->queued += len;
     return 0;
 }
@@ -139,11 +156,11 @@ static void consumed(aw_out_t *out, size_t sent)
         aw_seg_t *sg = &out->segs[out->head];
         if (sent >= sg->len) {
             sent -= sg->len;
-            Py_CLEAR(sg->obj);
+            release(out, sg);
             out->head++;
         } else {
             sg->len -= sent;
-            if (sg->obj)
+            if (sg->ref)
                 sg->ptr += sent;
             else
                 sg->off += sent;
@@ -159,7 +176,7 @@ static int send_queue(aw_out_t *out, int sock)
         int n = 0;
         for (int i = out->head; i < out->nsegs; i++, n++) {
             aw_seg_t *sg = &out->segs[i];
-            iov[n] = (struct iovec){.iov_base = (void *)(sg->obj ? sg->ptr : out->buf + sg->off),
+            iov[n] = (struct iovec){.iov_base = (void *)(sg->ref ? sg->ptr : out->buf + sg->off),
                                     .iov_len = sg->len};
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
@@ -266,7 +283,7 @@ void aw_out_trim(aw_out_t *out)
 void aw_out_clear(aw_out_t *out)
 {
     for (int i = out->head; i < out->nsegs; i++)
-        Py_CLEAR(out->segs[i].obj);
+        release(out, &out->segs[i]);
     out->nsegs = out->head = 0;
     out->len = out->queued = 0;
     file_done(out);

@@ -36,6 +36,23 @@ static int on_message_begin(llhttp_t *ll)
     return 0;
 }
 
+/* The complete head leaves the caller's buffer: spans keep their offsets, into the copy. */
+static int copy_head(aw_parser_t *p)
+{
+    if (p->head_bytes > p->copy_cap) {
+        char *nb = realloc(p->copy, p->head_bytes);
+        if (!nb)
+            return 500;
+        p->copy = nb;
+        p->copy_cap = p->head_bytes;
+    }
+    if (p->head_bytes)
+        memcpy(p->copy, p->base, p->head_bytes);
+    p->req.head = p->copy;
+    p->req.head_len = p->head_bytes;
+    return 0;
+}
+
 /* Pieces of one element arrive separately when it straddles two reads; the head stays
  * contiguous, so each piece must start where the previous one ended. */
 static int extend(aw_parser_t *p, aw_span_t *span, const char *at, size_t len, int fresh)
@@ -285,8 +302,13 @@ void aw_parser_init(aw_parser_t *p, size_t max_head, unsigned long long max_body
 void aw_parser_free(aw_parser_t *p)
 {
     free(p->req.fields);
+    free(p->copy);
     p->req.fields = NULL;
     p->req.nfields = p->fcap = 0;
+    p->copy = NULL;
+    p->copy_cap = 0;
+    p->req.head = NULL;
+    p->req.head_len = 0;
 }
 
 /* Between requests: give the field array back (an idle connection should cost little). */
@@ -316,7 +338,9 @@ static aw_parse_t untold(aw_parser_t *p)
 {
     if (p->head_done && !p->head_told) {
         p->head_told = 1;
-        int status = check_head(p);
+        int status = copy_head(p);
+        if (!status)
+            status = check_head(p);
         if (status) {
             p->error = status;
             return AW_PARSE_ERROR;

@@ -1,9 +1,9 @@
 /* parser.h: HTTP/1.x requests parsed with llhttp into plain C (aw_request_t).
  *
  * Pure C: no Python here, so the parser is fuzzed on its own (csrc/fuzz/fuzz_parser.c).
- * Spans are offsets from the first byte of the request head ("base"), which the caller keeps
- * contiguous in its buffer until the head has been used; the caller may move the buffer
- * between feeds, passing the new base each time.
+ * While a head arrives, its bytes stay contiguous in the caller's buffer from "base" (the caller
+ * may move the buffer between feeds, passing the new base each time); once complete, the head is
+ * copied, so the request no longer depends on the caller's buffer.
  */
 #ifndef AW_PARSER_H
 #define AW_PARSER_H
@@ -22,9 +22,12 @@ typedef struct {
     aw_span_t name, value;
 } aw_field_t;
 
-/* One request head, copied out of llhttp; valid from AW_PARSE_HEAD until the next feed after
- * AW_PARSE_END. */
+/* One request head, copied out of llhttp and out of the caller's buffer: spans are offsets into
+ * head. Valid from AW_PARSE_HEAD (or an error found in a complete head) until the next feed
+ * after AW_PARSE_END. */
 typedef struct {
+    const char *head;  /* the head's bytes (parser.c's copy) */
+    size_t head_len;
     int method; /* llhttp_method_t */
     int http_major, http_minor;
     aw_span_t target;
@@ -53,6 +56,8 @@ typedef struct {
     llhttp_t ll;
     aw_request_t req;
     int fcap;
+    char *copy;         /* where a complete head is copied */
+    size_t copy_cap;
     aw_field_state_t fstate;
     aw_pause_t pause;
     const char *base;

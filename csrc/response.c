@@ -323,9 +323,14 @@ int aw_response_body(aw_resp_t *r, aw_out_t *out, aw_log_t *log, PyObject *obj,
     size_t hlen = r->chunked ? (size_t)snprintf(head, sizeof(head), "%zx\r\n", len) : 0;
     size_t tlen = r->chunked ? 2 : 0;
     if (len > AW_COPY_MAX && obj && aw_out_segments_left(out) >= 3) {
-        /* large: referenced, not copied */
-        if (aw_out_copy(out, head, hlen) < 0 || aw_out_ref(out, obj, data, len) < 0 ||
-            aw_out_copy(out, "\r\n", tlen) < 0)
+        /* large: referenced, not copied (the queue's reference is released once it is sent) */
+        if (aw_out_copy(out, head, hlen) < 0)
+            goto nomem;
+        if (aw_out_ref(out, Py_NewRef(obj), data, len) < 0) {
+            Py_DECREF(obj);
+            goto nomem;
+        }
+        if (aw_out_copy(out, "\r\n", tlen) < 0)
             goto nomem;
         return 0;
     }
@@ -396,8 +401,8 @@ int aw_response_error(aw_resp_t *r, aw_out_t *out, int status, const aw_resp_ctx
 
 /* Queue the answer to a request under a --static prefix (static.c writes it straight into the
  * queue's buffer; its file follows, sent with sendfile), and record what the access log and
- * the keep-alive decision need. Returns 0, or -1 with an exception set (no memory: nothing was
- * queued). */
+ * the keep-alive decision need. Runs on the loop's thread, which may not hold the GIL: nothing
+ * of Python here (the error log takes it itself). Returns 0, or -ENOMEM (nothing queued). */
 int aw_response_static(aw_resp_t *r, aw_out_t *out, aw_log_t *log, aw_static_route_t *route,
                        const aw_resp_ctx_t *ctx, long long now_ms)
 {
@@ -405,10 +410,8 @@ int aw_response_static(aw_resp_t *r, aw_out_t *out, aw_log_t *log, aw_static_rou
                             .date_len = ctx->date_len, .now_ms = now_ms};
     aw_static_answer_t a;
     char *buf = aw_out_reserve(out, aw_static_room(route));
-    if (!buf) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    if (!buf)
+        return -ENOMEM;
     aw_static_answer(route, &sctx, buf, &a);
     aw_out_commit(out, a.len);
     if (a.fd >= 0)

@@ -25,29 +25,35 @@
 
 /* ---- what connections report ------------------------------------------------------------- */
 
+/* The counters are the loop's; Python reads them from any thread (atomic). */
 void aw_server_conn_opened(aw_server_t *s)
 {
-    s->nconns++;
+    __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
 }
 
 void aw_server_conn_closed(aw_server_t *s)
 {
-    s->nconns--;
+    __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
 }
 
+/* A response is complete; called where the app ran, before the client can hear back, so that
+ * after --max-requests the loop stops accepting before the client's next connection. */
 void aw_server_request_done(aw_server_t *s)
 {
-    s->requests++;
-    /* taken at the top of the loop: the caller is in the middle of a connection */
-    if (s->opt.max_requests && s->requests >= (unsigned long long)s->opt.max_requests &&
-        !s->stopping && __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) == AW_STOP_NONE) {
-        s->stop_timeout = 30.0;
-        __atomic_store_n(&s->stop_req, AW_STOP_GRACEFUL, __ATOMIC_RELEASE);
-    }
+    unsigned long long n = __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
+    if (!s->opt.max_requests || n != (unsigned long long)s->opt.max_requests)
+        return;
+    /* taken by the loop (at its next turn, or right after its wait): it may be busy */
+    aw_stop_t none = AW_STOP_NONE;
+    __atomic_compare_exchange_n(&s->stop_req, &none, AW_STOP_GRACEFUL, 0, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+    if (s->threads)
+        aw_loop_wake(&s->loop);
 }
 
-/* While the app runs, the CLOCK_MONOTONIC time (ns) its call began; 0 when none runs. */
-void aw_server_heartbeat(aw_server_t *s, int busy)
+/* While an app call runs, the CLOCK_MONOTONIC time (ns) it began, in the caller's slot (0: the
+ * loop's thread, 1..N: the pool's threads); 0 when none runs. The master reads every slot. */
+void aw_server_heartbeat(aw_server_t *s, int slot, int busy)
 {
     if (!s->has_heartbeat)
         return;
@@ -57,11 +63,11 @@ void aw_server_heartbeat(aw_server_t *s, int busy)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     }
-    __atomic_store_n((uint64_t *)s->heartbeat.buf, v, __ATOMIC_RELAXED);
+    __atomic_store_n((uint64_t *)s->heartbeat.buf + slot, v, __ATOMIC_RELAXED);
 }
 
 /* The app raised a BaseException that is not an Exception (KeyboardInterrupt, SystemExit):
- * the server stops and run() raises it. */
+ * the server stops and run() raises it. With the GIL. */
 void aw_server_set_fatal(aw_server_t *s)
 {
     PyObject *t, *v, *tb;
@@ -72,11 +78,89 @@ void aw_server_set_fatal(aw_server_t *s)
     Py_XSETREF(s->fatal, v);
     Py_XDECREF(t);
     Py_XDECREF(tb);
+    __atomic_store_n(&s->failed, 1, __ATOMIC_RELEASE);
 }
 
 int aw_server_failed(const aw_server_t *s)
 {
-    return s->fatal != NULL;
+    return __atomic_load_n(&s->failed, __ATOMIC_ACQUIRE);
+}
+
+/* A graceful stop has begun: responses say Connection: close. */
+int aw_server_stopping(const aw_server_t *s)
+{
+    return __atomic_load_n(&s->stopping, __ATOMIC_RELAXED);
+}
+
+/* Drop obj now if this thread holds the GIL, else on a thread of the pool. */
+void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action)
+{
+    if (!aw_threads_gil_held()) {
+        aw_threads_defer(s->threads, obj, action);
+        return;
+    }
+    if (action == AW_DEFER_CLOSE) {
+        PyObject *r = PyObject_CallMethodNoArgs(obj, s->st->s_close);
+        if (!r)
+            aw_log_exception(&s->log, "exception in the response iterable's close()");
+        Py_XDECREF(r);
+    }
+    Py_DECREF(obj);
+}
+
+/* A Python object the send queue held (output.c's release callback). */
+void aw_server_release(void *server, void *ref)
+{
+    aw_server_defer(server, ref, AW_DEFER_DECREF);
+}
+
+/* A connection waits, in order, for room in the pool (READY: its request; paused: its next). */
+void aw_server_wait(aw_conn_list_t *list, aw_conn_t *c)
+{
+    c->wait_prev = list->tail;
+    c->wait_next = NULL;
+    if (list->tail)
+        list->tail->wait_next = c;
+    else
+        list->head = c;
+    list->tail = c;
+    list->n++;
+}
+
+void aw_server_unwait(aw_conn_list_t *list, aw_conn_t *c)
+{
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        list->head = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    else
+        list->tail = c->wait_prev;
+    c->wait_prev = c->wait_next = NULL;
+    list->n--;
+}
+
+/* --max-queue requests wait for a thread (queued, or READY): no new request is read (SPEC 8). */
+int aw_server_full(aw_server_t *s)
+{
+    return s->threads && aw_threads_backlog(s->threads) + s->ready.n >= s->opt.max_queue;
+}
+
+/* Room in the pool: READY requests go first, oldest first; then, while room remains, the
+ * paused connections read again. */
+static void admit_waiting(aw_server_t *s)
+{
+    while (s->ready.head && aw_threads_backlog(s->threads) < s->opt.max_queue) {
+        aw_conn_t *c = s->ready.head;
+        aw_server_unwait(&s->ready, c);
+        aw_conn_room(c);
+    }
+    while (s->paused.head && !aw_server_full(s)) {
+        aw_conn_t *c = s->paused.head;
+        aw_server_unwait(&s->paused, c);
+        aw_conn_unpause(c);
+    }
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -91,7 +175,7 @@ static void listeners_watch(aw_server_t *s, int on)
          * accepting right then would swallow the wake-up while its siblings sleep on a queued
          * connection. Every worker hears of it; one accept4 wins, the rest see EAGAIN; cheap at
          * worker counts of a few per core. */
-        int r = aw_loop_watch(&s->loop, &l->io, on ? EPOLLIN : 0);
+        int r = on ? aw_loop_watch(&s->loop, &l->io, EPOLLIN) : aw_loop_unwatch(&s->loop, &l->io);
         if (r < 0 && on)
             aw_log_message(&s->log, AW_LOG_ERROR, "cannot watch listening socket %d: %s",
                            l->io.fd, strerror(-r));
@@ -215,18 +299,20 @@ static void close_connections(aw_server_t *s, int only_idle)
             t = next;
         }
     }
+    while (!only_idle && s->ready.head)
+        aw_conn_close(s->ready.head); /* READY: on no timer list */
 }
 
 static void begin_stop(aw_server_t *s, aw_stop_t how, double timeout)
 {
     listeners_close(s);
     if (how == AW_STOP_NOW) {
-        s->stopping = 1;
+        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
         s->stop_deadline_ms = s->loop.now_ms;
         return;
     }
     if (!s->stopping) {
-        s->stopping = 1;
+        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
         s->stop_deadline_ms = s->loop.now_ms + (long long)(timeout * 1000);
     }
     close_connections(s, 1);
@@ -242,43 +328,181 @@ static void refresh_date(aw_server_t *s)
     }
 }
 
-/* One turn: a stop request, the wait (without the GIL), the events, the timers. Returns 0 to
- * go on, 1 when the loop is done, -1 with an exception set. */
-static int turn(aw_server_t *s, struct epoll_event *events)
+/* Wait for events. Alone, the loop holds the GIL and releases it for the wait; with a pool it
+ * has none. Returns the number of events, or -1 (epoll failed). The wake-up pipe is Python's
+ * signal wake-up fd: a signal that lands between the check of signals and the wait still ends
+ * the wait. */
+static int wait_events(aw_server_t *s, struct epoll_event *events, long long timeout_ns)
+{
+    int n;
+    if (!s->threads) {
+        Py_BEGIN_ALLOW_THREADS
+        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns);
+        Py_END_ALLOW_THREADS
+        if (n >= 0 || n == -EINTR)
+            s->loop.signalled = 1; /* alone, the loop checks after every wait: it is cheap */
+    } else {
+        n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout_ns);
+        s->loop.signalled |= n == -EINTR;
+    }
+    if (n == -EINTR)
+        n = 0;
+    if (n < 0)
+        s->loop_errno = -n;
+    return n;
+}
+
+/* Run Python's signal handlers if a signal came (the wake-up pipe's reader noted its byte).
+ * Returns -1 if one raised: the loop ends and run() raises it. */
+static int check_signals(aw_server_t *s)
+{
+    if (!s->loop.signalled)
+        return 0;
+    s->loop.signalled = 0;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (PyErr_CheckSignals() < 0)
+        aw_server_set_fatal(s);
+    PyGILState_Release(g);
+    return aw_server_failed(s) ? -1 : 0;
+}
+
+/* The connections the pool handed back, then the requests that waited for room. */
+static void take_back(aw_server_t *s)
+{
+    aw_job_t *job = aw_threads_completed(s->threads), *next;
+    for (; job; job = next) {
+        next = job->next;
+        aw_conn_job_done(job);
+    }
+    admit_waiting(s);
+}
+
+/* One turn: a stop request, the wait, the events, the jobs the pool handed back, the timers.
+ * Returns 0 to go on, 1 when the loop is done. */
+/* A stop asked for by stop() (any thread) or by --max-requests. */
+static void take_stop_request(aw_server_t *s)
 {
     aw_stop_t req = __atomic_exchange_n(&s->stop_req, AW_STOP_NONE, __ATOMIC_ACQ_REL);
+    double timeout;
+    __atomic_load(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
     if (req != AW_STOP_NONE)
-        begin_stop(s, req, s->stop_timeout);
+        begin_stop(s, req, timeout);
+}
+
+static int turn(aw_server_t *s, struct epoll_event *events)
+{
+    take_stop_request(s);
     if (s->stopping && (s->nconns == 0 || s->loop.now_ms >= s->stop_deadline_ms))
         return 1;
-    int timeout = next_timeout_ms(s), n;
-    Py_BEGIN_ALLOW_THREADS
-    n = aw_loop_poll(&s->loop, events, AW_MAX_EVENTS, timeout);
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        errno = -n;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    long long timeout = next_timeout_ms(s) * 1000000LL;
+    long long tick = s->threads ? aw_threads_tick(s->threads) : -1;
+    int n = wait_events(s, events, tick >= 0 && tick < timeout ? tick : timeout);
+    if (n < 0)
+        return 1;
     refresh_date(s);
-    if (PyErr_CheckSignals() < 0)
-        return -1;
-    for (int i = 0; i < n && !s->fatal; i++) {
+    if (!s->threads && check_signals(s) < 0)
+        return 1;
+    take_stop_request(s); /* one that came during the wait: before accepting what came too */
+    /* handed-back connections first: a client's next request may be among the events */
+    if (s->threads)
+        take_back(s);
+    for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
     }
-    if (s->fatal)
+    if (s->threads && check_signals(s) < 0)
         return 1;
-    expire_timers(s);
-    if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
-        listeners_watch(s, 1);
-    return 0;
+    if (s->threads)
+        take_back(s);
+    if (!aw_server_failed(s)) {
+        expire_timers(s);
+        if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
+            listeners_watch(s, 1);
+    }
+    aw_conn_reap(s);
+    return aw_server_failed(s) ? 1 : 0;
+}
+
+/* The loop with an app thread pool (the GIL held on entry and on return; released between). */
+static void run_pool(aw_server_t *s, struct epoll_event *events)
+{
+    aw_threads_t *t = calloc(1, sizeof(*t));
+    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, s, &s->loop) : -ENOMEM;
+    if (r < 0) {
+        s->loop_errno = -r;
+        free(t); /* (threads that did start wait, unwoken: a failed start leaks them) */
+        return;
+    }
+    s->threads = t;
+    PyThreadState *ts = PyEval_SaveThread();
+    while (turn(s, events) == 0) {
+    }
+    close_connections(s, 0); /* their Python side goes to the pool, which finishes its queue */
+    aw_conn_reap(s);
+    listeners_close(s);
+    /* the graceful timeout's rest, and at least a second (idle threads only have to notice) */
+    long long grace = s->stopping ? s->stop_deadline_ms - s->loop.now_ms : 0;
+    int left = aw_threads_stop(t, aw_threads_now_ns() + (grace > 1000 ? grace : 1000) * 1000000LL);
+    PyEval_RestoreThread(ts);
+    aw_job_t *job = aw_threads_completed(t), *next;
+    for (; job; job = next) { /* handed back after the loop ended */
+        next = job->next;
+        aw_conn_close(aw_container_of(job, aw_conn_t, job));
+    }
+    aw_conn_reap(s); /* with the GIL: freed here */
+    if (left) { /* app calls past the graceful timeout: their threads keep the server */
+        aw_log_message(&s->log, AW_LOG_WARNING,
+                       "%d app thread(s) still running past the graceful timeout: abandoned",
+                       left);
+        Py_INCREF(s);
+        return;
+    }
+    s->threads = NULL;
+    aw_threads_free(t);
+    free(t);
+}
+
+/* On the main thread, signals write their number to fd (signal.set_wakeup_fd), so that one
+ * arriving while the loop is busy still ends its next wait: without it, a SIGTERM could wait
+ * for the loop's next timeout. Returns the previous fd (restored when run() ends), or NULL off
+ * the main thread, where Python's handlers do not run anyway. */
+static PyObject *wakeup_fd(int fd)
+{
+    PyObject *signal = PyImport_ImportModule("signal");
+    PyObject *set = signal ? PyObject_GetAttrString(signal, "set_wakeup_fd") : NULL;
+    PyObject *args = Py_BuildValue("(i)", fd);
+    PyObject *kwargs = Py_BuildValue("{s:O}", "warn_on_full_buffer", Py_False);
+    PyObject *old = set && args && kwargs ? PyObject_Call(set, args, kwargs) : NULL;
+    Py_XDECREF(signal);
+    Py_XDECREF(set);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    if (!old)
+        PyErr_Clear(); /* ValueError: not the main thread */
+    return old;
+}
+
+static void restore_wakeup_fd(PyObject *old)
+{
+    if (!old)
+        return;
+    PyObject *exc_t, *exc, *tb, *signal;
+    PyErr_Fetch(&exc_t, &exc, &tb); /* run() may be returning an exception */
+    PyObject *r = (signal = PyImport_ImportModule("signal"))
+                      ? PyObject_CallMethod(signal, "set_wakeup_fd", "O", old)
+                      : NULL;
+    Py_XDECREF(signal);
+    Py_XDECREF(r);
+    Py_DECREF(old);
+    PyErr_Clear();
+    PyErr_Restore(exc_t, exc, tb);
 }
 
 static PyObject *raise_fatal(aw_server_t *s)
 {
     PyObject *exc = s->fatal;
     s->fatal = NULL;
+    __atomic_store_n(&s->failed, 0, __ATOMIC_RELAXED);
     if (!PyErr_Occurred())
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
     Py_DECREF(exc);
@@ -295,20 +519,28 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
     if (s->nlisteners > 0 && s->listeners[0].io.fd < 0)
         Py_RETURN_NONE; /* stop() came first (a race with a starting thread): nothing to do */
     s->running = 1;
-    s->stopping = 0;
+    __atomic_store_n(&s->stopping, 0, __ATOMIC_RELAXED);
     aw_loop_refresh_clock(&s->loop);
     refresh_date(s);
     listeners_watch(s, 1);
-    int r;
-    while ((r = turn(s, events)) == 0) {
-    }
+    PyObject *old_wakeup = wakeup_fd(s->loop.wake_w);
+    if (s->opt.threads > 1)
+        run_pool(s, events);
+    else
+        while (turn(s, events) == 0) {
+        }
     close_connections(s, 0);
+    aw_conn_reap(s);
     listeners_close(s);
     s->running = 0;
+    restore_wakeup_fd(old_wakeup);
     if (s->fatal)
         return raise_fatal(s);
-    if (r < 0)
-        return NULL;
+    if (s->loop_errno) {
+        errno = s->loop_errno;
+        s->loop_errno = 0;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_RETURN_NONE;
 }
 
@@ -319,12 +551,13 @@ static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
     double timeout = 30.0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:stop", kwlist, &graceful, &timeout))
         return NULL;
-    s->stop_timeout = timeout;
+    __atomic_store(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
     /* Stop accepting at once, even if the loop is busy in an app call, so that new connections
      * are refused rather than parked in the backlog. Safe from any thread: every accept and
      * epoll_ctl on a listener happens with the GIL held, as here, and a listener event still
-     * queued in the loop's batch is ignored once accepting is off. */
-    if (s->loop.epfd >= 0)
+     * queued in the loop's batch is ignored once accepting is off. The loop of a pool holds no
+     * GIL and is never busy in an app call: it closes them itself, on its next turn. */
+    if (s->loop.epfd >= 0 && s->opt.threads == 1)
         listeners_close(s);
     /* an immediate stop wins over a graceful one already asked for */
     aw_stop_t want = graceful ? AW_STOP_GRACEFUL : AW_STOP_NOW;
@@ -449,7 +682,8 @@ static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObj
     }
     if (socket_names(l->io.fd, &l->family, &name, &port, s->st->v_empty) == 0)
         l->environ_tpl = aw_environ_template(s->st, name, port, scheme, s->errors,
-                                             (int)s->opt.multiprocess, s->empty_input,
+                                             s->opt.threads > 1, (int)s->opt.multiprocess,
+                                             s->empty_input,
                                              s->stream_input ? s->sentinel : NULL);
     Py_XDECREF(name);
     Py_XDECREF(port);
@@ -493,11 +727,14 @@ static int setup_heartbeat(aw_server_t *s, PyObject *heartbeat)
     if (PyObject_GetBuffer(heartbeat, &s->heartbeat, PyBUF_WRITABLE) < 0)
         return -1;
     s->has_heartbeat = 1;
-    if (s->heartbeat.len < 8 || ((uintptr_t)s->heartbeat.buf & 7)) {
-        PyErr_SetString(PyExc_ValueError, "heartbeat must be an aligned buffer of 8+ bytes");
+    /* the loop's slot, and one per app thread when there is a pool */
+    Py_ssize_t need = 8 * (s->opt.threads > 1 ? (Py_ssize_t)s->opt.threads + 1 : 1);
+    if (s->heartbeat.len < need || ((uintptr_t)s->heartbeat.buf & 7)) {
+        PyErr_Format(PyExc_ValueError, "heartbeat must be an aligned buffer of %zd+ bytes", need);
         return -1;
     }
-    aw_server_heartbeat(s, 0);
+    for (Py_ssize_t slot = 0; slot < need / 8; slot++)
+        aw_server_heartbeat(s, (int)slot, 0);
     return 0;
 }
 
@@ -578,10 +815,7 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         return a.allow ? -1 : (PyErr_NoMemory(), -1);
     if (!(s->sentinel = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)))
         return -1;
-    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-    s->empty_input = empty ? aw_input_new_bytes(s->st, empty) : NULL;
-    Py_XDECREF(empty);
-    if (!s->empty_input)
+    if (!(s->empty_input = aw_input_new_memory(s->st, NULL, 0)))
         return -1;
     setup_timers(s);
     int r = aw_loop_init(&s->loop);
@@ -601,7 +835,8 @@ static PyObject *Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!s)
         return NULL;
     s->st = PyType_GetModuleState(type);
-    s->loop.epfd = s->loop.wake.fd = -1;
+    s->loop.epfd = s->loop.wake.fd = s->loop.wake_w = -1;
+    s->stop_timeout = 30.0; /* a stop after --max-requests; stop() says its own */
     return (PyObject *)s;
 }
 
@@ -655,12 +890,12 @@ static void Server_dealloc(aw_server_t *s)
 
 static PyObject *Server_get_requests(aw_server_t *s, void *Py_UNUSED(c))
 {
-    return PyLong_FromUnsignedLongLong(s->requests);
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(&s->requests, __ATOMIC_RELAXED));
 }
 
 static PyObject *Server_get_connections(aw_server_t *s, void *Py_UNUSED(c))
 {
-    return PyLong_FromSize_t(s->nconns);
+    return PyLong_FromSize_t(__atomic_load_n(&s->nconns, __ATOMIC_RELAXED));
 }
 
 static PyObject *Server_get_sentinel(aw_server_t *s, void *Py_UNUSED(c))

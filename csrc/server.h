@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "response.h"
 #include "static.h"
+#include "threads.h"
 #include "trust.h"
 
 typedef struct aw_server aw_server_t;
@@ -28,6 +29,12 @@ typedef struct aw_listener {
 } aw_listener_t;
 
 typedef enum { AW_STOP_NONE, AW_STOP_GRACEFUL, AW_STOP_NOW } aw_stop_t;
+
+/* Connections waiting on the pool, oldest first (linked through aw_conn_t.wait_prev/next). */
+typedef struct {
+    struct aw_conn *head, *tail;
+    int n;
+} aw_conn_list_t;
 
 struct aw_server {
     PyObject_HEAD
@@ -43,6 +50,10 @@ struct aw_server {
     aw_loop_t loop;
     aw_pool_t pool;
     aw_tlist_t t_header, t_keepalive, t_io, t_linger;
+    aw_threads_t *threads;  /* the app thread pool while run() runs, with --threads > 1 */
+    aw_conn_list_t ready;   /* READY connections, oldest first */
+    aw_conn_list_t paused;  /* connections that read no new request while the pool is full */
+    aw_conn_list_t closed;  /* closed in this turn, freed at its end (aw_conn_reap) */
     char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
     size_t date_len;
     time_t date_sec;
@@ -53,11 +64,13 @@ struct aw_server {
     int has_heartbeat;
     size_t nconns;
     unsigned long long requests;
-    int running, stopping, accepting;
+    int running, stopping, accepting; /* stopping: atomic (read by app threads) */
     long long stop_deadline_ms, accept_resume_ms;
     aw_stop_t stop_req; /* atomic: set by stop(), taken by the loop */
     double stop_timeout;
     PyObject *fatal; /* a BaseException (KeyboardInterrupt, SystemExit) for run() to raise */
+    int failed;      /* atomic: fatal is set */
+    int loop_errno;  /* epoll failed (run() raises OSError) */
 };
 
 extern PyType_Spec aw_server_spec;
@@ -65,8 +78,14 @@ extern PyType_Spec aw_server_spec;
 void aw_server_conn_opened(aw_server_t *s);
 void aw_server_conn_closed(aw_server_t *s);
 void aw_server_request_done(aw_server_t *s);
-void aw_server_heartbeat(aw_server_t *s, int busy);
+void aw_server_heartbeat(aw_server_t *s, int slot, int busy);
 void aw_server_set_fatal(aw_server_t *s);
 int aw_server_failed(const aw_server_t *s);
+int aw_server_stopping(const aw_server_t *s);
+void aw_server_release(void *server, void *ref);
+void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
+void aw_server_wait(aw_conn_list_t *list, struct aw_conn *c);
+void aw_server_unwait(aw_conn_list_t *list, struct aw_conn *c);
+int aw_server_full(aw_server_t *s);
 
 #endif

@@ -151,11 +151,11 @@ static int refusal(const char *p, size_t n)
 
 /* Whether the request's decoded path (what PATH_INFO would hold) is under a mount; if so,
  * *route holds what aw_static_answer needs. The query string plays no part. */
-int aw_static_route(aw_static_t *st, const aw_request_t *req, const char *base,
-                    aw_static_route_t *route)
+int aw_static_route(aw_static_t *st, const aw_request_t *req, aw_static_route_t *route)
 {
     if (!st)
         return 0;
+    const char *base = req->head;
     aw_target_t t;
     aw_target_split(base + req->target.off, req->target.len, &t);
     size_t n = t.path_len < AW_STATIC_PATH_MAX ? t.path_len : AW_STATIC_PATH_MAX;

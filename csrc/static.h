@@ -22,7 +22,7 @@ typedef struct {
     aw_static_t *st;
     const void *mount;
     const aw_request_t *req;
-    const char *base;
+    const char *base; /* the head's bytes (req->head) */
     aw_target_t target;
     size_t path_len, rel;       /* path[rel..path_len) is the part below the prefix */
     int refused;                /* a status decided from the path alone, or 0 */
@@ -48,8 +48,7 @@ typedef struct {
     int err;                       /* a 5xx: the error behind it */
 } aw_static_answer_t;
 
-int aw_static_route(aw_static_t *st, const aw_request_t *req, const char *base,
-                    aw_static_route_t *route);
+int aw_static_route(aw_static_t *st, const aw_request_t *req, aw_static_route_t *route);
 size_t aw_static_room(const aw_static_route_t *route);
 void aw_static_answer(aw_static_route_t *route, const aw_static_ctx_t *ctx, char *buf,
                       aw_static_answer_t *ans);

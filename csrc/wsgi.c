@@ -9,6 +9,7 @@
 #include "wsgi.h"
 #include "conn.h"
 #include "filewrapper.h"
+#include "input.h"
 #include "server.h"
 
 #include <structmember.h>
@@ -217,12 +218,6 @@ static aw_pump_t app_failed(aw_conn_t *c, const char *what)
 
 /* ---- the app call ------------------------------------------------------------------------ */
 
-void aw_wsgi_begin(aw_conn_t *c, PyObject *environ)
-{
-    aw_app_t *a = aw_conn_app(c);
-    Py_XSETREF(a->environ, environ);
-}
-
 PyObject *aw_wsgi_environ(aw_conn_t *c)
 {
     return aw_conn_app(c)->environ; // borrowed
@@ -253,18 +248,32 @@ static int take_file(aw_conn_t *c)
     return fd < 0 ? -1 : 0;
 }
 
+/* The environ of the request, with its wsgi.input. Returns 0, or -1 with an exception set. */
+static int make_environ(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    aw_server_t *s = aw_conn_server(c);
+    aw_environ_src_t src;
+    aw_conn_environ_src(c, &src);
+    if (!(a->environ = aw_environ_build(&src)))
+        return -1;
+    return aw_input_attach(s->st, a->environ, aw_conn_body(c), c, s->sentinel, &a->input);
+}
+
 /* Call the app. Returns 0, or -1 with *failed set to what the pump must return. */
 static int call_app(aw_conn_t *c, aw_pump_t *failed)
 {
     aw_app_t *a = aw_conn_app(c);
     aw_server_t *s = aw_conn_server(c);
     a->called = 1;
+    if (make_environ(c) < 0)
+        return (*failed = app_failed(c, "cannot make the environ")), -1;
     if (!a->start_response && !(a->start_response = make_start_response(c)))
         return (*failed = app_failed(c, "cannot create start_response")), -1;
     PyObject *args[2] = {a->environ, a->start_response};
-    aw_server_heartbeat(s, 1);
+    aw_conn_heartbeat(c, 1);
     PyObject *result = PyObject_Vectorcall(s->app, args, 2, NULL);
-    aw_server_heartbeat(s, 0);
+    aw_conn_heartbeat(c, 0);
     if (!result)
         return (*failed = app_failed(c, "exception in the WSGI app")), -1;
     a->result = result;
@@ -312,9 +321,9 @@ static PyObject *next_item(aw_conn_t *c)
         return a->seq_idx < n ? Py_NewRef(PySequence_Fast_GET_ITEM(a->result, a->seq_idx++))
                               : NULL;
     }
-    aw_server_heartbeat(aw_conn_server(c), 1);
+    aw_conn_heartbeat(c, 1);
     PyObject *item = PyIter_Next(a->iter);
-    aw_server_heartbeat(aw_conn_server(c), 0);
+    aw_conn_heartbeat(c, 0);
     return item;
 }
 
@@ -425,9 +434,9 @@ static void call_close(aw_conn_t *c, PyObject *result)
         PyErr_Clear();
         return;
     }
-    aw_server_heartbeat(s, 1);
+    aw_conn_heartbeat(c, 1);
     PyObject *r = PyObject_CallNoArgs(close);
-    aw_server_heartbeat(s, 0);
+    aw_conn_heartbeat(c, 0);
     Py_DECREF(close);
     if (r)
         Py_DECREF(r);
@@ -456,7 +465,8 @@ void aw_wsgi_finish(aw_conn_t *c)
     Py_DECREF(result);
 }
 
-/* The file of a sendfile response is out (or the connection is going): close its wrapper. */
+/* The file of a sendfile response is out (or the connection is going): close its wrapper. The
+ * loop of a thread pool has no GIL: a thread of the pool closes it then. */
 void aw_wsgi_file_sent(aw_conn_t *c)
 {
     aw_app_t *a = aw_conn_app(c);
@@ -465,14 +475,28 @@ void aw_wsgi_file_sent(aw_conn_t *c)
         return;
     a->file = NULL;
     a->file_fd = -1;
+    if (!aw_threads_gil_held()) {
+        aw_server_defer(aw_conn_server(c), file, AW_DEFER_CLOSE);
+        return;
+    }
     call_close(c, file);
     Py_DECREF(file);
+}
+
+/* Whether the connection still holds Python objects of its requests. */
+int aw_wsgi_holds_objects(aw_conn_t *c)
+{
+    aw_app_t *a = aw_conn_app(c);
+    return a->environ || a->input || a->result || a->iter || a->start_response ||
+           a->write_cb || a->status || a->headers || a->file;
 }
 
 /* The request is over: forget it, ready for the next one on this connection. */
 void aw_wsgi_reset(aw_conn_t *c)
 {
     aw_app_t *a = aw_conn_app(c);
+    aw_input_done(aw_conn_server(c)->st, a->input, aw_conn_body(c));
+    Py_CLEAR(a->input);
     Py_CLEAR(a->environ);
     Py_CLEAR(a->status);
     Py_CLEAR(a->headers);
@@ -502,13 +526,14 @@ void aw_wsgi_access_log(aw_conn_t *c, const aw_environ_src_t *src, double t_star
 {
     aw_log_t *log = &aw_conn_server(c)->log;
     aw_resp_t *r = aw_conn_resp(c);
+    PyGILState_STATE g = PyGILState_Ensure(); /* the loop of a thread pool has no GIL */
     PyObject *environ = aw_conn_app(c)->environ;
     PyObject *minimal = environ ? NULL : aw_environ_minimal(src);
-    if (!environ && !minimal) {
+    if (environ || minimal)
+        aw_log_access(log, environ ? environ : minimal, aw_response_status(r),
+                      aw_response_body_bytes(r), t_start ? aw_log_clock() - t_start : 0.0);
+    else
         aw_log_exception(log, "exception in the access log");
-        return;
-    }
-    aw_log_access(log, environ ? environ : minimal, aw_response_status(r),
-                  aw_response_body_bytes(r), t_start ? aw_log_clock() - t_start : 0.0);
     Py_XDECREF(minimal);
+    PyGILState_Release(g);
 }

@@ -14,7 +14,7 @@ struct aw_conn;
 
 /* Fields are wsgi.c's alone. */
 typedef struct {
-    PyObject *environ;
+    PyObject *environ, *input;      /* input: when not the template's empty one */
     PyObject *result, *iter;        /* what the app returned, and its iterator */
     PyObject *start_response, *write_cb;
     PyObject *status, *headers;     /* as given to start_response */
@@ -38,13 +38,13 @@ typedef enum {
 extern PyType_Spec aw_start_response_spec;
 
 void aw_app_init(aw_app_t *a);
-void aw_wsgi_begin(struct aw_conn *c, PyObject *environ);
 PyObject *aw_wsgi_environ(struct aw_conn *c);
 aw_pump_t aw_wsgi_pump(struct aw_conn *c);
 void aw_wsgi_finish(struct aw_conn *c);
 void aw_wsgi_file_sent(struct aw_conn *c);
 void aw_wsgi_reset(struct aw_conn *c);
 void aw_wsgi_detach(struct aw_conn *c);
+int aw_wsgi_holds_objects(struct aw_conn *c);
 void aw_wsgi_access_log(struct aw_conn *c, const aw_environ_src_t *src, double t_start);
 
 #endif

@@ -20,7 +20,7 @@ from tests.support.server import ROUTER, Launcher
 # name -> options added to every server a test starts.  With more than one entry every
 # server-based test runs once per entry (its name in the test id), e.g. for the thread pool:
 #     SERVER_VARIANTS = {"threads1": {"threads": 1}, "threads4": {"threads": 4}}
-SERVER_VARIANTS = {"default": {}}
+SERVER_VARIANTS = {"threads1": {"threads": 1}, "threads4": {"threads": 4}}
 
 
 @pytest.fixture(scope="session",

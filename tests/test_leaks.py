@@ -11,7 +11,7 @@ client leaving mid-file); and the streaming-input protocol on a second server.  
 (sys.gettotalrefcount; tools/refcount-soak.sh) the total reference count must not drift either.
 The count: 100,000 requests on the buffered server (20,000 of warm-up, then
 AIOWSGI_SOAK_REQUESTS=80,000 measured) and half as many on the streaming one.
-tools/asan-test.sh, tools/valgrind.sh and tools/refcount-soak.sh run the soak with fewer.
+tools/sanitizer-test.sh, tools/valgrind.sh and tools/refcount-soak.sh run the soak with fewer.
 """
 
 import os

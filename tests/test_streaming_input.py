@@ -354,8 +354,6 @@ def test_read_ahead_is_bounded_when_the_app_stops_reading(start):
     srv.kill()  # its app waits for a body that never comes: a graceful stop would wait for it
 
 
-@pytest.mark.xfail(strict=True, reason="core: a client that resets while the read-ahead is "
-                                       "full goes unnoticed; the stalled app is never closed")
 def test_client_leaving_while_the_read_ahead_is_full_ends_the_request(start):
     srv = start.apps(STREAM_ROUTER)
     ident = unique_id()

@@ -160,6 +160,7 @@ static void deliver(aw_server_t *s, aw_conn_t *c, size_t before, int client)
     check(!PyErr_Occurred(), "a Python exception escaped into the loop");
     if (s->nconns > before)
         check(c->timer.list != NULL, "a live connection is on no timer list");
+    aw_conn_reap(s); /* the loop's end of turn: a closed connection's memory goes */
     drain(client);
 }
 
@@ -198,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (s->nconns > before) {
         /* the connection waits for more bytes or for a timer: fire its timer */
         aw_conn_expire(c);
+        aw_conn_reap(s);
         check(!PyErr_Occurred(), "a Python exception escaped from a timer");
     }
     check(s->nconns == before, "the connection survived its timer");

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     int in_body;
@@ -93,7 +94,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == AW_PARSE_HEAD) {
             check(!in_request, "a second head before the end of a request");
             const aw_request_t *req = aw_parser_request(&p);
-            check_head(req, rpos - head_start);
+            check(req->head_len == rpos - head_start, "the copied head is not the head's length");
+            check(memcmp(req->head, buf + head_start, req->head_len) == 0,
+                  "the copied head differs from the bytes received");
+            check_head(req, req->head_len);
             in_request = 1;
             d.in_body = 1;
             d.body = 0;

@@ -119,10 +119,10 @@ static void check_file(const aw_static_answer_t *ans)
     close(ans->fd);
 }
 
-static void answer(const aw_request_t *req, const char *base, int which)
+static void answer(const aw_request_t *req, int which)
 {
     aw_static_route_t route;
-    if (!aw_static_route(mounts[which], req, base, &route))
+    if (!aw_static_route(mounts[which], req, &route))
         return;
     static const char date[] = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
     aw_static_ctx_t ctx = {.keep_alive = 1, .date = date, .date_len = sizeof(date) - 1,
@@ -172,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         aw_parse_t r = aw_parser_feed(&p, buf + head, buf + pos, size - pos, &used);
         pos += used;
         if (r == AW_PARSE_HEAD)
-            answer(aw_parser_request(&p), buf + head, which);
+            answer(aw_parser_request(&p), which);
         else if (r == AW_PARSE_END)
             head = pos;
         else if (r == AW_PARSE_ERROR || used == 0)

@@ -20,6 +20,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from urllib.parse import parse_qs
@@ -563,6 +564,31 @@ def slow_start(environ, start_response):
     return [b"slept"]
 
 
+def gate(environ, start_response):
+    """Records ``entered`` (with the thread it runs on), then waits (bounded at 10 s) until the
+    file ``?open=`` exists, records ``left`` and answers ``?id=``."""
+    ident, path = q1(environ, "id", ""), q1(environ, "open", "")
+    record(ident, "entered", threading.get_ident())
+    deadline = time.monotonic() + 10
+    while path and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    record(ident, "left")
+    body = ident.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def write_flood(environ, start_response):
+    """``write()`` ``?mib=`` pieces of 1 MiB, recording ``wrote N`` after each."""
+    ident = q1(environ, "id", "")
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    piece = b"w" * (1 << 20)
+    for i in range(int(q1(environ, "mib", "64"))):
+        write(piece)
+        record(ident, "wrote", i + 1)
+    return []
+
+
 def write_then_return(environ, start_response):
     """``write()`` two parts, then return a list of one more."""
     write = start_response("200 OK", [("Content-Type", "text/plain")])
@@ -856,7 +882,7 @@ ROUTES = {
     "scripted": scripted, "stream": stream, "file_wrapper": file_wrapper, "closing": closing,
     "exc_info_before_body": exc_info_before_body, "exc_info_after_body": exc_info_after_body,
     "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write,
-    "write_then_return": write_then_return,
+    "write_then_return": write_then_return, "gate": gate, "write_flood": write_flood,
     "raise_before_headers": raise_before_headers, "raise_after_start": raise_after_start,
     "raise_in_generator": raise_in_generator, "no_start_response": no_start_response,
     "returns_none": returns_none, "bad_response": bad_response,

@@ -1,7 +1,7 @@
 """The one way the tests wait: poll a condition until it holds or a deadline passes.
 
 Every time limit of the suite goes through ``scaled``: under a sanitizer or valgrind the
-servers are slower, and ``AIOWSGI_SLOW=N`` (tools/asan-test.sh sets 2, tools/valgrind.sh 5)
+servers are slower, and ``AIOWSGI_SLOW=N`` (tools/sanitizer-test.sh sets 2, tools/valgrind.sh 5)
 multiplies the limits instead of each test guessing.
 """
 
