@@ -20,24 +20,28 @@ def _bin(name):
 
 
 def _serve(name):
-    def argv(app, port, idle, work):
+    def argv(app, port, idle, work, static=None):
         cmd = [sys.executable, os.path.join(HERE, "serve.py"), name, app, str(port)]
+        if static:
+            return cmd + [str(idle or 0), static]
         return cmd + ([str(idle)] if idle else [])
     return argv
 
 
-def _aiowsgi(app, port, idle, work):
+def _aiowsgi(app, port, idle, work, static=None):
     # Once the CLI exists it is the way in (master + 1 worker, as users run it).
     # BENCH_AIOWSGI_CLI=0 keeps the in-process launcher (no master process) for comparison.
+    # The static workloads mount the data folder at /static (--static), the rest is the app's.
     if os.path.exists(os.path.join(ROOT, "aiowsgi", "__main__.py")) \
             and os.environ.get("BENCH_AIOWSGI_CLI") != "0":
         cmd = [sys.executable, "-m", "aiowsgi", "--bind", "127.0.0.1:%d" % port, "--workers", "1"]
+        cmd += ["--static", "/static=" + static] if static else []
         return cmd + (["--keepalive", str(idle)] if idle else []) + [app]
-    return _serve("aiowsgi")(app, port, idle, work)
+    return _serve("aiowsgi")(app, port, idle, work, static)
 
 
 def _gunicorn(worker):
-    def argv(app, port, idle, work):
+    def argv(app, port, idle, work, static=None):
         cmd = [_bin("gunicorn"), "--workers", "1", "--worker-class", worker,
                "--bind", "127.0.0.1:%d" % port, "--backlog", "2048", "--log-level", "warning"]
         if worker == "gevent":
@@ -48,7 +52,7 @@ def _gunicorn(worker):
     return argv
 
 
-def _waitress(app, port, idle, work):
+def _waitress(app, port, idle, work, static=None):
     # Default connection limit is 100 and select() stops at fd 1024: raise the one, use poll().
     cmd = [_bin("waitress-serve"), "--listen=127.0.0.1:%d" % port, "--backlog=2048",
            "--connection-limit=%d" % LIMIT, "--asyncore-use-poll"]
@@ -57,7 +61,7 @@ def _waitress(app, port, idle, work):
     return cmd + [app]
 
 
-def _granian(app, port, idle, work):
+def _granian(app, port, idle, work, static=None):
     return [_bin("granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--runtime-threads", "1", "--blocking-threads", "1", "--no-ws",
             "--backlog", "2048", "--log-level", "warning",
@@ -65,7 +69,7 @@ def _granian(app, port, idle, work):
             "--backpressure", str(LIMIT), app]
 
 
-def _uwsgi(app, port, idle, work):
+def _uwsgi(app, port, idle, work, static=None):
     # --http-socket: uWSGI's native HTTP, no router process.  Not --http11-socket: with keep-alive
     # one sync worker stays on its first connection and starves the other 99 (or 999), so wrk
     # would time a single connection.  Here every request costs a new connection, as with
@@ -104,12 +108,13 @@ http {{
         location = /1m {{ default_type text/plain; alias {data}/1m; }}
         location = /file {{ default_type application/octet-stream; alias {data}/file; }}
         location = /upload {{ client_max_body_size 0; default_type text/plain; return 200 "ok"; }}
+        location /static/ {{ default_type application/octet-stream; alias {data}/; }}
     }}
 }}
 """
 
 
-def _nginx(app, port, idle, work):
+def _nginx(app, port, idle, work, static=None):
     conf = os.path.join(work, "nginx-%d.conf" % port)
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(work=work, port=port, limit=LIMIT, idle=idle or 75,
@@ -118,22 +123,30 @@ def _nginx(app, port, idle, work):
             "-e", "stderr"]
 
 
+# Files served by the server itself at /static/ (aiowsgi --static, nginx), not through the app.
+STATIC_WORKLOADS = ("static13k", "static1m")
+
+
 class Server:
-    def __init__(self, name, argv, package=None, modules=(), wsgi=True, apps=None, root=ROOT):
+    def __init__(self, name, argv, package=None, modules=(), wsgi=True, apps=None, root=ROOT,
+                 static=False):
         self.name = name
         self.root = root          # the checkout whose aiowsgi is imported (PYTHONPATH)
-        self.argv = argv          # (app, port, idle, workdir) -> list
+        self.argv = argv          # (app, port, idle, workdir, static dir or None) -> list
         self.package = package    # distribution name whose version is recorded
         self.modules = modules    # must import in the venv for the server to count as installed
         self.wsgi = wsgi          # False for the reference (nginx serves fixed bodies)
         self.apps = apps          # workloads it can run, None for all
+        self.static = static      # serves files itself (the static workloads)
 
     def supports(self, workload):
+        if workload in STATIC_WORKLOADS:
+            return self.static
         return self.apps is None or workload in self.apps
 
 
 SERVERS = [
-    Server("aiowsgi", _aiowsgi, "aiowsgi", ("aiowsgi._core",)),
+    Server("aiowsgi", _aiowsgi, "aiowsgi", ("aiowsgi._core",), static=True),
     Server("bjoern", _serve("bjoern"), "bjoern", ("bjoern",)),
     Server("fastwsgi", _serve("fastwsgi"), "fastwsgi", ("fastwsgi",)),
     Server("meinheld", _serve("meinheld"), "meinheld", ("meinheld.server",)),
@@ -142,7 +155,7 @@ SERVERS = [
     Server("gunicorn-sync", _gunicorn("sync"), "gunicorn", ("gunicorn",)),
     Server("gunicorn-gevent", _gunicorn("gevent"), "gunicorn", ("gunicorn", "gevent")),
     Server("waitress", _waitress, "waitress", ("waitress",)),
-    Server("nginx", _nginx, None, (), wsgi=False,
+    Server("nginx", _nginx, None, (), wsgi=False, static=True,
            apps=("hello", "13k", "1m", "file13m", "upload100m", "pipelined")),
 ]
 
@@ -151,6 +164,7 @@ SERVERS = [
 # with what it changes.
 if os.environ.get("BENCH_BASELINE"):
     SERVERS.insert(1, Server("aiowsgi-base", _aiowsgi, "aiowsgi", ("aiowsgi._core",),
-                             root=os.path.abspath(os.environ["BENCH_BASELINE"])))
+                             root=os.path.abspath(os.environ["BENCH_BASELINE"]),
+                             static=os.environ.get("BENCH_BASELINE_STATIC") == "1"))
 
 BY_NAME = {s.name: s for s in SERVERS}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the benchmark needs on Debian 12 (as root): wrk, nginx and libev-dev from Debian,
+# Installs what the benchmark needs on Debian 12 (as root): wrk, ab, nginx and libev-dev from Debian,
 # the peers into bench/.venv, and builds aiowsgi in place.  A peer that fails to install is written
 # to bench/.venv/install-failures.json and the runner records it as unavailable.
 set -u
@@ -13,6 +13,7 @@ say() { printf '[setup] %s\n' "$*"; }
 if command -v apt-get >/dev/null 2>&1; then
     missing=""
     command -v wrk >/dev/null || missing="$missing wrk"
+    command -v ab >/dev/null || missing="$missing apache2-utils"
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
     [ -f /usr/include/ev.h ] || missing="$missing libev-dev"
     command -v taskset >/dev/null || missing="$missing util-linux"
@@ -28,7 +29,7 @@ if command -v apt-get >/dev/null 2>&1; then
     fi
     # nginx's package may start a system instance on port 80; the benchmark runs its own.
 else
-    say "not Debian: install wrk, nginx and libev headers yourself"
+    say "not Debian: install wrk, ab (ApacheBench), nginx and libev headers yourself"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

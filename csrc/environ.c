@@ -6,6 +6,7 @@
  * objects. Must not read sockets nor touch the connection: aw_environ_src_t says it all.
  */
 #include "environ.h"
+#include "http.h"
 
 #include <strings.h>
 
@@ -120,17 +121,6 @@ static int set_peer(aw_state_t *st, aw_peer_t *peer, PyObject *d)
 
 /* ---- the target -------------------------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* PATH_INFO: the percent-decoded path, as a latin-1 str (PEP 3333: bytes as code points). */
 static PyObject *decode_path(const char *p, size_t n)
 {
@@ -140,17 +130,7 @@ static PyObject *decode_path(const char *p, size_t n)
     char *out = n <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(n);
     if (!out)
         return PyErr_NoMemory();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = p[i];
-        }
-    }
+    size_t o = aw_percent_decode(p, n, out);
     PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
     if (out != stackbuf)
         PyMem_Free(out);
@@ -199,21 +179,19 @@ static int set_target(aw_state_t *st, PyObject *d, const aw_request_t *req)
         return set_plain_path(st, d, u, n);
     if (set_str(d, st->k_RAW_URI, u, n) < 0)
         return -1;
-    const char *path = base + req->path.off, *end = path + req->path.len, *path_end = path;
-    while (path_end < end && *path_end != '?' && *path_end != '#')
-        path_end++;
-    PyObject *pi = path_end == path && req->form == AW_TARGET_ABSOLUTE
+    aw_target_t t;
+    aw_path_split(base + req->path.off, req->path.len, &t);
+    PyObject *pi = t.path_len == 0 && req->form == AW_TARGET_ABSOLUTE
                        ? empty_path(req)
-                       : decode_path(path, (size_t)(path_end - path));
+                       : decode_path(t.path, t.path_len);
     if (!pi || PyDict_SetItem(d, st->k_PATH_INFO, pi) < 0) {
         Py_XDECREF(pi);
         return -1;
     }
     Py_DECREF(pi);
-    if (path_end == end || *path_end != '?')
+    if (!t.query)
         return PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty);
-    const char *q = path_end + 1, *q_end = memchr(q, '#', (size_t)(end - q));
-    return set_str(d, st->k_QUERY_STRING, q, (size_t)((q_end ? q_end : end) - q));
+    return set_str(d, st->k_QUERY_STRING, t.query, t.query_len);
 }
 
 /* ---- headers ----------------------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 """Writes the seed corpus of csrc/fuzz/fuzz_conn.c to tests/fuzz_corpus/ (run from the repo
 root). Each file: a flags byte (bit 0 streaming server, bit 1 half-close), a write-size byte
-(0: all at once), then the client's bytes."""
+(0: all at once), then the client's bytes.  fuzz_parser and fuzz_static read the same files
+their own way (see their opening comments)."""
 
 import os
 
@@ -70,6 +71,19 @@ SEEDS = {
                                body=b"3;=x\r\nabc\r\n0\r\n\r\n"),
     "trailer-bare-lf": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
                            body=b"3\r\nabc\r\n0\r\nT: 1\n\r\n"),
+    # under the prefix csrc/fuzz/fuzz_static.c mounts (/s); the app's paths for fuzz_conn
+    "static-get": req(path=b"/s/a.css") + req(b"HEAD", b"/s/app.3f2a1b9c.js?v=1"),
+    "static-conditional": req(path=b"/s/app.js", headers=[
+        b"Accept-Encoding: gzip, br;q=0.5, *;q=0", b'If-None-Match: W/"x", "y"',
+        b"If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT", b'If-Match: *']),
+    "static-range": req(path=b"/s/app.js", headers=[
+        b"Range: bytes=2-5", b"If-Range: Sunday, 06-Nov-94 08:49:37 GMT"]) + req(
+        path=b"/s/a.css", headers=[b"Range: bytes=-3"]),
+    "static-traversal": req(path=b"/s/%2e%2e/secret.txt") + req(path=b"/s/up/secret.txt")
+    + req(path=b"/s/out.txt") + req(path=b"/s/etc/passwd") + req(path=b"/s/a%00b%5c"),
+    "static-dirs": req(path=b"/s/d") + req(path=b"/s/d/") + req(b"HEAD", b"/s/d/x/d/?q")
+    + req(path=b"/s/fifo") + req(b"POST", b"/s/a.css", headers=[b"Content-Length: 1"],
+                                 body=b"x"),
 }
 STREAMING = {
     "stream-chunked": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
