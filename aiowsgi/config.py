@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypedDict, Union
 
 from . import _core
+from .hooks import HOOKS, Hook, check as check_hook
+from .log import DEFAULT_ACCESS_FORMAT, compile_access_format
 
 DEFAULT_BIND = "127.0.0.1:8000"
 
@@ -81,17 +83,18 @@ def parse_bind(text: str) -> BindAddress:
 
 
 def _option(default: Any, help: str, *flags: str, metavar: Optional[str] = None,
-            cli_default: Optional[str] = None, core: bool = False,
+            cli_default: Optional[str] = None, core: bool = False, repeatable: bool = False,
             minimum: Optional[Number] = None, maximum: Optional[Number] = None) -> Any:
     """A Config field; ``flags`` and ``help`` are what cli.py turns into an argparse option.
 
     ``core``: a keyword argument of ``aiowsgi._core.Server`` of the same name, passed through
-    by :meth:`Config.core_options`; if numeric, its limits are the core's.  Other numeric
+    by :meth:`Config.core_options`; if numeric, its limits are the core's.  ``repeatable``: the
+    command line option may be given several times (a list of its values).  Other numeric
     options (an int default: a whole number; a float: seconds) are checked against
     ``minimum`` and ``maximum`` (None: unbounded).
     """
     meta = {"flags": flags, "help": help, "metavar": metavar, "cli_default": cli_default,
-            "core": core, "minimum": minimum, "maximum": maximum}
+            "core": core, "repeatable": repeatable, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -108,7 +111,7 @@ class Config:
 
     bind: Optional[Tuple[str, ...]] = _option(
         None, "address to listen on, repeatable: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N",
-        "-b", "--bind", metavar="ADDR",
+        "-b", "--bind", metavar="ADDR", repeatable=True,
         cli_default=DEFAULT_BIND + ", or the sockets systemd passes in LISTEN_FDS")
     workers: int = _option(
         1, "worker processes sharing the listening sockets; the master restarts a dead worker",
@@ -143,6 +146,11 @@ class Config:
     access_log: Union[str, AccessLogFunc, None] = _option(
         None, "write one line per request (combined log format plus duration) to FILE; "
         "'-' is stdout", "--access-log", metavar="FILE", cli_default="off")
+    access_log_format: str = _option(
+        DEFAULT_ACCESS_FORMAT, "the access-log line, with gunicorn's atoms: %%(h)s %%(l)s "
+        "%%(u)s %%(t)s %%(r)s %%(m)s %%(U)s %%(q)s %%(H)s %%(s)s %%(B)s %%(b)s %%(f)s %%(a)s "
+        "%%(T)s %%(M)s %%(D)s %%(L)s %%(p)s %%({header}i)s %%({header}o)s %%({name}e)s",
+        "--access-log-format", metavar="FMT", cli_default="combined plus duration")
     log_level: str = _option(
         "info", "error log level (the error log goes to stderr): " + ", ".join(LOG_LEVELS),
         "--log-level", metavar="LEVEL")
@@ -156,11 +164,47 @@ class Config:
     max_queue: int = _option(
         128, "with --threads N > 1: complete requests waiting for a thread, per worker, before "
         "the loop stops reading new requests", "--max-queue", metavar="N", core=True)
+    reload: bool = _option(
+        False, "development: restart the workers when the source file of a module they "
+        "imported changes (inotify)", "--reload")
+    reload_extra_file: Tuple[str, ...] = _option(
+        (), "with --reload, also restart the workers when FILE changes; repeatable",
+        "--reload-extra-file", metavar="FILE", cli_default="none", repeatable=True)
+    metrics_bind: Optional[str] = _option(
+        None, "serve Prometheus metrics at /metrics on ADDR (HOST:PORT or unix:PATH), from the "
+        "master, summed over the workers", "--metrics-bind", metavar="ADDR", cli_default="off")
+    max_rss: int = _option(
+        0, "a worker whose resident memory passes MB megabytes is replaced gracefully (0: off)",
+        "--max-rss", metavar="MB", minimum=0)
+    preload: bool = _option(
+        False, "import the app in the master before forking the workers (memory shared "
+        "copy-on-write; SIGHUP then restarts the workers with the code already loaded)",
+        "--preload")
     factory: bool = _option(
         False, "APP names a factory: call it with no arguments to make the app", "--factory")
     chdir: Optional[str] = _option(
         None, "change to DIR before binding and importing the app", "--chdir", metavar="DIR",
         cli_default="the current directory")
+    # Hooks (config file or Python API; README.rst, "Hooks"): called where gunicorn calls them.
+    on_starting: Optional[Hook] = _option(
+        None, "on_starting(server): before the sockets are bound; if it raises, the server "
+        "does not start (exit status 1)")
+    when_ready: Optional[Hook] = _option(
+        None, "when_ready(server): the sockets are listening, before the workers start")
+    on_reload: Optional[Hook] = _option(
+        None, "on_reload(server): in the master, when a reload begins (SIGHUP, --reload)")
+    post_fork: Optional[Hook] = _option(
+        None, "post_fork(server, worker): in a new worker, before it imports the app")
+    post_worker_init: Optional[Hook] = _option(
+        None, "post_worker_init(worker): in a worker, once the app is imported")
+    worker_exit: Optional[Hook] = _option(
+        None, "worker_exit(server, worker): in a worker that stopped serving, before it exits")
+    on_exit: Optional[Hook] = _option(
+        None, "on_exit(server): in the master, just before it exits")
+    pre_request: Optional[Hook] = _option(
+        None, "pre_request(worker, environ): before each call of the app")
+    post_request: Optional[Hook] = _option(
+        None, "post_request(worker, environ, status): after each response the app gave")
     # Python API only (no flags): replace the logging plumbing, e.g. when embedding the server.
     log: Optional[LogFunc] = _option(
         None, "log(level, message, exc) for the core's messages; default: aiowsgi.error")
@@ -199,6 +243,34 @@ class Config:
             raise ConfigError("invalid log=%r: expected a callable" % (self.log,))
         if self.chdir is not None and not os.path.isdir(self.chdir):
             raise ConfigError("invalid --chdir %r: not a directory" % self.chdir)
+        self._check_operations()
+
+    def _check_operations(self) -> None:
+        """The options of SPEC section 9: reloading, metrics, the access-log format, hooks."""
+        files = self.reload_extra_file
+        files = (files,) if isinstance(files, str) else tuple(files)
+        if not all(isinstance(path, str) and path for path in files):
+            raise ConfigError("invalid --reload-extra-file %r: expected file names" % (files,))
+        object.__setattr__(self, "reload_extra_file", files)
+        if self.reload and self.preload:
+            raise ConfigError("--reload and --preload cannot be used together: with --preload "
+                              "the workers are forked from the code the master loaded")
+        if self.metrics_bind is not None:
+            parse_bind(self.metrics_bind)
+        try:
+            compile_access_format(self.access_log_format)
+        except ValueError as exc:
+            raise ConfigError("invalid --access-log-format %r: %s"
+                              % (self.access_log_format, exc)) from exc
+        for name in HOOKS:
+            hook = getattr(self, name)
+            why = None if hook is None else check_hook(name, hook)
+            if why:
+                raise ConfigError("invalid %s hook %r: %s" % (name, hook, why))
+
+    def hook(self, name: str) -> Optional[Hook]:
+        """The hook ``name`` (one of :data:`aiowsgi.hooks.HOOKS`), or None."""
+        return getattr(self, name)  # type: ignore[no-any-return]
 
     @property
     def log_level_number(self) -> int:
@@ -230,12 +302,27 @@ class Options(TypedDict, total=False):
     timeout: float
     graceful_timeout: float
     access_log: Union[str, AccessLogFunc, None]
+    access_log_format: str
     log_level: str
     forwarded_allow_ips: Union[str, Sequence[str]]
     threads: int
     max_queue: int
+    reload: bool
+    reload_extra_file: Tuple[str, ...]
+    metrics_bind: Optional[str]
+    max_rss: int
+    preload: bool
     factory: bool
     chdir: Optional[str]
+    on_starting: Optional[Hook]
+    when_ready: Optional[Hook]
+    on_reload: Optional[Hook]
+    post_fork: Optional[Hook]
+    post_worker_init: Optional[Hook]
+    worker_exit: Optional[Hook]
+    on_exit: Optional[Hook]
+    pre_request: Optional[Hook]
+    post_request: Optional[Hook]
     log: Optional[LogFunc]
     errors: Any
 
