@@ -8,7 +8,11 @@ after the fork is ``worker.py``'s (:func:`~aiowsgi.worker.run_forked`).
 Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
 replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on
 which it reports that it booted (or why it could not) and a shared ``mmap`` where the core
-writes when the current app call began, which the master compares with ``--timeout``.
+writes when the current app call began, which the master compares with ``--timeout``.  With
+--metrics-bind each also has a shared block of counters (metrics.py serves their sum); with
+--reload a pipe on which it names the files of the modules it imported (reloader.py watches
+them); with --max-rss the master reads its resident size.  The master calls the server hooks
+that are its own (when_ready, on_reload); on_starting and on_exit are server.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from . import _core, hooks
 from .config import AccessLogFunc, Config, limits
@@ -252,9 +256,13 @@ class Master:
         if self.watcher is not None and self.watcher in readable:
             self._on_changes(self.watcher.changed())
         if self.metrics is not None:
-            self.metrics.serve(readable, writable,
-                               [w.metrics for w in self.workers.values() if w.metrics],
-                               len(self.workers), sum(map(_rss, self.workers)))
+            self.metrics.serve(readable, writable, self._metrics_sources)
+
+    def _metrics_sources(self) -> Tuple[List[mmap.mmap], int, int]:
+        """What a scrape is rendered from: the live workers' blocks, their number, their
+        resident memory in bytes."""
+        blocks = [w.metrics for w in self.workers.values() if w.metrics is not None]
+        return blocks, len(self.workers), sum(map(_rss, self.workers))
 
     # -- workers ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import mmap
 import platform
 import socket
 import time
-from typing import Any, Counter, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Counter, Dict, Iterable, List, Optional, Tuple
 
 from . import _core
 
@@ -90,16 +90,17 @@ class Metrics:
         return max(0.0, min(c.deadline for c in self.clients.values()) - time.monotonic())
 
     def serve(self, readable: Iterable[Any], writable: Iterable[Any],
-              blocks: Iterable[mmap.mmap], workers: int, rss: int) -> None:
-        """Act on what select() found: accept, read requests, send answers (rendered from
-        ``blocks``, the live workers' blocks), and cut clients past their deadline."""
+              workers: Callable[[], Tuple[List[mmap.mmap], int, int]]) -> None:
+        """Act on what select() found: accept, read requests, send answers, and cut clients
+        past their deadline.  ``workers()`` gives what an answer is rendered from, when one
+        is: the live workers' blocks, how many workers there are, their resident bytes."""
         ready = set(readable) | set(writable)
         if self.sock in ready:
             self._accept()
-        for fd, client in list(self.clients.items()):
+        for client in list(self.clients.values()):
             if client.sock in ready:
                 if client.answer is None:
-                    self._read(client, lambda: self.render(blocks, workers, rss))
+                    self._read(client, lambda: self.render(*workers()))
                 else:
                     self._write(client)
             elif time.monotonic() >= client.deadline:
@@ -122,7 +123,7 @@ class Metrics:
             sock.setblocking(False)
             self.clients[sock.fileno()] = _Client(sock)
 
-    def _read(self, client: _Client, render: Any) -> None:
+    def _read(self, client: _Client, render: Callable[[], bytes]) -> None:
         try:
             data = client.sock.recv(4096)
         except (BlockingIOError, InterruptedError):
@@ -198,7 +199,7 @@ class Metrics:
         return "".join(out).encode("utf-8")
 
 
-def answer(head: bytes, render: Any) -> bytes:
+def answer(head: bytes, render: Callable[[], bytes]) -> bytes:
     """The whole HTTP answer to a request head: the metrics for ``GET /metrics``."""
     line = head.split(b"\n", 1)[0].decode("latin-1").split()
     if len(line) != 3 or not line[2].startswith("HTTP/"):

@@ -58,8 +58,8 @@ class Server:
     ``"[::1]:8000"``, ``"unix:/run/app.sock"``) are known before :meth:`serve_forever`.
 
     With ``workers=1`` and an app object, the app is served in this process (no master; the
-    ``timeout`` option then needs a master and is not enforced).  With more workers, or an import
-    string (as the command line does), this process becomes the master: it forks the workers,
+    ``timeout`` option then needs a master and is not enforced).  With more workers, an import
+    string (as the command line does), or ``metrics_bind``, this process becomes the master: it forks the workers,
     replaces those that die or hang, and handles SIGTERM, SIGINT, SIGQUIT and SIGHUP while
     :meth:`serve_forever` runs in the main thread.  A Server serves once.
     """
