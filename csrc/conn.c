@@ -192,6 +192,9 @@ void aw_conn_close(aw_conn_t *c)
     if (c->paused)
         aw_server_unwait(&s->paused, c);
     c->paused = 0;
+    if (c->metered) /* a request in flight that gets no answer */
+        aw_metrics_cut(s->metrics);
+    c->metered = 0;
     aw_out_clear(&c->out);
     if (!holds_python(c) || aw_threads_gil_held())
         drop_python(c);
@@ -329,9 +332,20 @@ static int do_flush(aw_conn_t *c)
 
 /* ---- acting: requests -------------------------------------------------------------------- */
 
-static void access_log(aw_conn_t *c)
+/* A request was answered (by the app or by the server): once per request, it is counted
+ * (--metrics-bind) and logged (--access-log). */
+static void log_request(aw_conn_t *c)
 {
-    if (!aw_log_wants_access(&c->srv->log))
+    aw_server_t *s = c->srv;
+    if (s->metrics) {
+        int head = aw_parser_head_complete(&c->parser);
+        const aw_resp_t *r = &c->resp;
+        aw_metrics_end(s->metrics, c->metered, head ? aw_parser_request(&c->parser)->method : -1,
+                       aw_response_status(r), aw_response_body_bytes(r),
+                       c->t_start ? aw_log_clock() - c->t_start : 0.0);
+        c->metered = 0;
+    }
+    if (!aw_log_wants_access(&s->log))
         return;
     aw_environ_src_t src;
     aw_conn_environ_src(c, &src);
@@ -347,7 +361,7 @@ static int answer_error(aw_conn_t *c, int status)
         aw_resp_ctx_t ctx;
         aw_conn_resp_ctx(c, &ctx);
         aw_response_error(&c->resp, &c->out, status, &ctx);
-        access_log(c);
+        log_request(c);
     }
     set_state(c, AW_CONN_LINGER_AFTER);
     return 0;
@@ -408,7 +422,7 @@ static int answer_static(aw_conn_t *c, const aw_request_t *req)
         return 1;
     }
     aw_server_request_done(c->srv);
-    access_log(c);
+    log_request(c);
     request_done(c);
     return 1;
 }
@@ -419,7 +433,11 @@ static int on_head(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     const aw_request_t *req = aw_parser_request(&c->parser);
-    c->t_start = aw_log_wants_access(&s->log) ? aw_log_clock() : 0;
+    c->t_start = aw_log_wants_access(&s->log) || s->metrics ? aw_log_clock() : 0;
+    if (s->metrics) {
+        aw_metrics_begin(s->metrics);
+        c->metered = 1;
+    }
     if (answer_static(c, req))
         return 0;
     c->continue_owed = req->expect_continue;
@@ -522,7 +540,7 @@ static aw_pump_t app_turn(aw_conn_t *c)
         aw_wsgi_finish(c);
         int failed = aw_server_failed(c->srv);
         if (!failed)
-            access_log(c);
+            log_request(c);
         aw_wsgi_reset(c); /* (a spooled body's file is closed before the client hears back) */
         /* a cut response: what is queued (earlier answers, part of this one) goes out if it
          * can; a pool's thread sends a finished one at once */

@@ -47,10 +47,12 @@ typedef struct aw_conn {
     char *rbuf;             /* the read buffer, from the server's pool while in use */
     size_t rcap, rlen, rpos;
     size_t head_start;      /* where the current request head begins in rbuf */
-    double t_start;         /* when the current request's head was complete (access log) */
+    double t_start;         /* when the current request's head was complete (access log,
+                             * metrics) */
     unsigned read_eof : 1;  /* the client will send nothing more */
     unsigned continue_owed : 1; /* Expect: 100-continue, not answered yet */
     unsigned paused : 1;    /* no new request is read: the pool is full (server's list) */
+    unsigned metered : 1;   /* the current request is counted in flight (--metrics-bind) */
     aw_job_t job;           /* the pool's handle on it (threads.c) */
     aw_worker_t *worker;    /* the app thread whose job it is, while that runs */
     aw_pump_t outcome;      /* how the app thread's turn ended */

@@ -11,6 +11,7 @@
 #include "compat.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "module.h"
 #include "options.h"
 #include "pool.h"
@@ -45,7 +46,8 @@ struct aw_server {
     int stream_input; /* the option, or the app asked for it (aiowsgi.streaming_input) */
     aw_log_t log;
     aw_trust_t trust;
-    aw_static_t *statics; /* the --static mounts, or NULL */
+    aw_static_t *statics;  /* the --static mounts, or NULL */
+    aw_metrics_t *metrics; /* the counters the master reads (--metrics-bind), or NULL */
     /* shared with connections */
     aw_loop_t loop;
     aw_pool_t pool;
@@ -62,6 +64,7 @@ struct aw_server {
     int nlisteners;
     Py_buffer heartbeat;
     int has_heartbeat;
+    Py_buffer metrics_buf;  /* holds the block metrics points into */
     size_t nconns;
     unsigned long long requests;
     int running, stopping, accepting; /* stopping: atomic (read by app threads) */
