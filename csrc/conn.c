@@ -47,6 +47,7 @@ typedef enum {
     STEP_PARSE,  /* feed buffered bytes to the parser */
     STEP_PUMP,   /* pull the app's response */
     STEP_FLUSH,  /* send what is queued */
+    STEP_DEFER,  /* send what is queued with the turn's writes (aw_conn_write_all) */
     STEP_LINGER, /* everything is sent: half-close and drain the client */
     STEP_PAUSE,  /* read no new request until the pool has room */
     STEP_CLOSE,  /* close now */
@@ -66,7 +67,7 @@ static void set_state(aw_conn_t *c, aw_conn_state_t state)
     else if (state == AW_CONN_LINGER)
         timer = &s->t_linger;
     c->state = state;
-    if (state == AW_CONN_APP || state == AW_CONN_READY)
+    if (state == AW_CONN_APP || state == AW_CONN_APP_FLUSH || state == AW_CONN_READY)
         aw_timer_cancel(&c->timer); /* the app runs, or its request waits for a thread */
     else
         aw_timer_arm(timer, &c->timer, s->loop.now_ms);
@@ -93,7 +94,7 @@ static int stream_readable(const aw_conn_t *c)
 /* Tell epoll what the connection waits for. */
 static void watch(aw_conn_t *c)
 {
-    int pending = aw_out_pending(&c->out);
+    int pending = aw_out_pending(&c->out) && !c->dirty; /* dirty: written before the wait */
     uint32_t ev = pending ? EPOLLOUT : 0;
     switch (c->state) {
     case AW_CONN_IDLE:
@@ -113,6 +114,7 @@ static void watch(aw_conn_t *c)
         ev |= EPOLLIN;
         break;
     case AW_CONN_APP:
+    case AW_CONN_APP_FLUSH:
     case AW_CONN_READY:
     case AW_CONN_CLOSE_AFTER:
     case AW_CONN_LINGER_AFTER:
@@ -475,13 +477,17 @@ static int request_done(aw_conn_t *c)
 }
 
 /* The app's turn, where the app runs (the GIL held): pull the response until it is done or
- * must wait for the loop; an iterator's items are sent as they come (this turn owns the
- * connection, so it may write). A finished or cut request's Python side is done here:
- * close() of the iterable, the access log, the references. */
+ * must wait for the loop. An iterator's item is sent before the next is pulled: a pool's thread
+ * writes it at once (it owns the connection); the loop's thread leaves it for the turn's writes
+ * (AW_PUMP_FLUSH), so that the answers of one turn reach their clients together, not one wake-up
+ * of the client each. A finished or cut request's Python side is done here: close() of the
+ * iterable, the access log, the references. */
 static aw_pump_t app_turn(aw_conn_t *c)
 {
     aw_pump_t o;
     while ((o = aw_wsgi_pump(c)) == AW_PUMP_FLUSH) {
+        if (!c->worker)
+            return o; /* the loop sends it with the turn's writes, then pulls again */
         if (flush(c) < 0) {
             o = AW_PUMP_ABORT;
             break;
@@ -519,7 +525,9 @@ static int after_app(aw_conn_t *c, aw_pump_t o)
     case AW_PUMP_WAIT_IN:
         set_state(c, AW_CONN_WAIT_IN);
         return 0;
-    case AW_PUMP_FLUSH: /* (not an outcome of a turn) */
+    case AW_PUMP_FLUSH: /* the loop's: an item out with the turn's writes, then on */
+        set_state(c, AW_CONN_APP_FLUSH);
+        return 0;
     case AW_PUMP_ABORT:
         break;
     }
@@ -575,6 +583,38 @@ static int start_linger(aw_conn_t *c)
     shutdown(c->io.fd, SHUT_WR);
     set_state(c, AW_CONN_LINGER);
     return 0;
+}
+
+/* The output goes out with the turn's writes (aw_conn_write_all), just before the loop waits. */
+static void defer_write(aw_conn_t *c)
+{
+    aw_server_t *s = c->srv;
+    c->dirty = 1;
+    c->dirty_next = NULL;
+    if (s->dirty_tail)
+        s->dirty_tail->dirty_next = c;
+    else
+        s->dirty_head = c, s->dirty_since_ns = aw_threads_now_ns();
+    s->dirty_tail = c;
+}
+
+/* The turn's writes, one after the other (a client woken once gets them all), then what each
+ * connection does next: an iterator is pulled again, an idle connection rests. Before the wait,
+ * or in the middle of a long turn (server.c bounds the delay). */
+void aw_conn_write_all(aw_server_t *s)
+{
+    while (s->dirty_head) {
+        aw_conn_t *c = s->dirty_head;
+        s->dirty_head = c->dirty_next;
+        if (!s->dirty_head)
+            s->dirty_tail = NULL;
+        c->dirty = 0;
+        if (c->state == AW_CONN_CLOSED || do_flush(c) == AW_LEFT)
+            continue;
+        if (c->state == AW_CONN_APP_FLUSH)
+            set_state(c, AW_CONN_APP);
+        run(c);
+    }
 }
 
 /* --max-queue requests wait for a thread: this connection reads no new request until there
@@ -651,6 +691,8 @@ static aw_step_t next_step(aw_conn_t *c)
         break;
     case AW_CONN_APP:
         return STEP_PUMP;
+    case AW_CONN_APP_FLUSH:
+        return c->dirty ? STEP_WAIT : STEP_DEFER;
     case AW_CONN_READY:
     case AW_CONN_CLOSED:
         break;
@@ -667,9 +709,10 @@ static aw_step_t next_step(aw_conn_t *c)
     case AW_CONN_LINGER:
         return STEP_WAIT;
     }
-    /* before waiting, what this event produced goes out in one write */
-    if (aw_out_pending(out) && !aw_out_blocked(out))
-        return STEP_FLUSH;
+    /* before waiting, what this event produced goes out in one write: with the turn's other
+     * writes when the loop runs the app, at once from a pool's loop (it rarely writes) */
+    if (aw_out_pending(out) && !aw_out_blocked(out) && !c->dirty)
+        return c->srv->threads ? STEP_FLUSH : STEP_DEFER;
     return STEP_WAIT;
 }
 
@@ -687,6 +730,9 @@ static void run(aw_conn_t *c)
             break;
         case STEP_FLUSH:
             r = do_flush(c);
+            break;
+        case STEP_DEFER:
+            defer_write(c);
             break;
         case STEP_LINGER:
             r = start_linger(c);
@@ -747,6 +793,7 @@ static int on_eof(aw_conn_t *c, int reset)
     switch (c->state) {
     case AW_CONN_WAIT_IN:
     case AW_CONN_WAIT_OUT:
+    case AW_CONN_APP_FLUSH:
         if (aw_body_streaming(&c->body) && !aw_body_complete(&c->body)) {
             aw_body_fail(&c->body, AW_BODY_GONE); /* ClientDisconnected for the app */
             return wake_app(c);

@@ -28,6 +28,8 @@ typedef enum {
     AW_CONN_HEAD,          /* reading a request head (header timer) */
     AW_CONN_BODY,          /* reading a buffered body; the app is not called yet (I/O timer) */
     AW_CONN_APP,           /* the app's turn: here within one event, or a job of the pool */
+    AW_CONN_APP_FLUSH,     /* --threads 1: an iterator's item is queued; it goes out with the
+                            * turn's writes, then the app's turn goes on (no timer) */
     AW_CONN_READY,         /* a complete request waits for room in the pool (no timer) */
     AW_CONN_WAIT_OUT,      /* the response waits for the send queue to drain (I/O timer) */
     AW_CONN_WAIT_IN,       /* the response waits on the sentinel for body data (I/O timer) */
@@ -51,6 +53,8 @@ typedef struct aw_conn {
     unsigned read_eof : 1;  /* the client will send nothing more */
     unsigned continue_owed : 1; /* Expect: 100-continue, not answered yet */
     unsigned paused : 1;    /* no new request is read: the pool is full (server's list) */
+    unsigned dirty : 1;     /* its output goes out with the turn's writes (server's list) */
+    struct aw_conn *dirty_next;
     aw_job_t job;           /* the pool's handle on it (threads.c) */
     aw_worker_t *worker;    /* the app thread whose job it is, while that runs */
     aw_pump_t outcome;      /* how the app thread's turn ended */
@@ -66,6 +70,7 @@ typedef struct aw_conn {
 aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct sockaddr *sa);
 void aw_conn_close(aw_conn_t *c);
 void aw_conn_reap(aw_server_t *s);
+void aw_conn_write_all(aw_server_t *s);
 void aw_conn_expire(aw_conn_t *c);
 int aw_conn_is_idle(const aw_conn_t *c);
 void aw_conn_input_read(aw_conn_t *c);

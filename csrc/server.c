@@ -22,6 +22,7 @@
 #define AW_LINGER_MS 2000      /* time to drain a client after an error answer */
 #define AW_IO_TIMEOUT_MS 60000 /* no progress on a body read or a response write: close */
 #define AW_ACCEPT_PAUSE_MS 100 /* out of descriptors: accept again after this */
+#define AW_WRITE_DELAY_NS 1000000 /* the answers of a turn wait at most this for its writes */
 
 /* ---- what connections report ------------------------------------------------------------- */
 
@@ -409,7 +410,11 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
+        /* a long turn (slow apps) writes what it has so far: the first answer waits little */
+        if (s->dirty_head && aw_threads_now_ns() - s->dirty_since_ns > AW_WRITE_DELAY_NS)
+            aw_conn_write_all(s);
     }
+    aw_conn_write_all(s);
     if (s->threads && check_signals(s) < 0)
         return 1;
     if (s->threads)
@@ -530,6 +535,7 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
         while (turn(s, events) == 0) {
         }
     close_connections(s, 0);
+    aw_conn_write_all(s);
     aw_conn_reap(s);
     listeners_close(s);
     s->running = 0;

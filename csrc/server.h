@@ -52,6 +52,8 @@ struct aw_server {
     aw_conn_list_t ready;   /* READY connections, oldest first */
     aw_conn_list_t paused;  /* connections that read no new request while the pool is full */
     aw_conn_list_t closed;  /* closed in this turn, freed at its end (aw_conn_reap) */
+    struct aw_conn *dirty_head, *dirty_tail; /* output to write before the wait, oldest first */
+    long long dirty_since_ns; /* when the oldest of it was queued */
     char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
     size_t date_len;
     time_t date_sec;
