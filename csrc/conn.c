@@ -94,7 +94,7 @@ static int stream_readable(const aw_conn_t *c)
 /* Tell epoll what the connection waits for. */
 static void watch(aw_conn_t *c)
 {
-    int pending = aw_out_pending(&c->out) && !c->dirty; /* dirty: written before the wait */
+    int pending = aw_out_pending(&c->out);
     uint32_t ev = pending ? EPOLLOUT : 0;
     switch (c->state) {
     case AW_CONN_IDLE:
@@ -654,6 +654,8 @@ static void go_idle(aw_conn_t *c)
 
 static void do_wait(aw_conn_t *c)
 {
+    if (c->dirty)
+        return; /* after the turn's writes, run() comes back here with the real picture */
     if (c->state == AW_CONN_IDLE && !aw_out_pending(&c->out))
         go_idle(c);
     watch(c);
