@@ -502,14 +502,12 @@ static aw_pump_t app_turn(aw_conn_t *c)
             access_log(c);
         aw_wsgi_reset(c); /* (a spooled body's file is closed before the client hears back) */
         /* a cut response: what is queued (earlier answers, part of this one) goes out if it
-         * can; a pool's thread sends a finished one at once */
-        if (!failed && (o == AW_PUMP_ABORT || c->worker))
+         * can; a finished one goes with the turn's (or the thread's) other answers */
+        if (!failed && o == AW_PUMP_ABORT)
             flush(c);
     }
-    /* the loop, without the GIL, closes a cut connection, or one that cannot carry another
-     * request: nothing of Python must be left for it */
-    if (c->worker && (o == AW_PUMP_ABORT || (o == AW_PUMP_DONE && !keep_alive(c))))
-        drop_python(c);
+    if (c->worker && o == AW_PUMP_ABORT)
+        drop_python(c); /* the loop, without the GIL, closes it: nothing of Python is left */
     return o;
 }
 
@@ -555,6 +553,26 @@ void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w)
     }
     c->worker = w;
     c->outcome = app_turn(c);
+    c->worker = NULL;
+    if (c->outcome == AW_PUMP_DONE && aw_out_pending(&c->out))
+        aw_worker_hold(w, job); /* its answer goes out with the thread's next ones */
+    else
+        aw_conn_finish_job(s, job, w);
+}
+
+/* A job's answer goes out (if it was held), and the connection back to the loop; one that
+ * cannot carry another request first drops its Python side, for the loop, without the GIL,
+ * closes it (threads.c's callback). */
+void aw_conn_finish_job(void *server, aw_job_t *job, aw_worker_t *w)
+{
+    aw_server_t *s = server;
+    aw_conn_t *c = aw_container_of(job, aw_conn_t, job);
+    c->worker = w;
+    if (c->outcome == AW_PUMP_DONE) {
+        flush(c); /* a failure shows in the send queue: the loop closes the connection */
+        if (!keep_alive(c) && !aw_out_pending(&c->out)) /* (a file still going out keeps its */
+            drop_python(c);                             /* wrapper until it is sent) */
+    }
     c->worker = NULL;
     aw_threads_complete(s->threads, job);
 }
@@ -861,6 +879,11 @@ static void on_event(aw_io_t *io, uint32_t events)
     aw_conn_t *c = aw_container_of(io, aw_conn_t, io);
     if (c->state == AW_CONN_CLOSED)
         return; /* closed earlier in this turn; its memory goes at the turn's end */
+    if (c->state == AW_CONN_APP && c->srv->threads) {
+        aw_server_take_back(c->srv); /* it may be done already: the client's next request */
+        if (c->state == AW_CONN_CLOSED)
+            return;
+    }
     if (c->state == AW_CONN_APP && c->srv->threads) {
         /* an app thread owns it: quiet until it is handed back (watch() then registers it) */
         aw_loop_unwatch(&c->srv->loop, &c->io);

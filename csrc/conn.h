@@ -79,6 +79,7 @@ void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx);
 void aw_conn_environ_src(aw_conn_t *c, aw_environ_src_t *src);
 void aw_conn_heartbeat(aw_conn_t *c, int busy);
 void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w);
+void aw_conn_finish_job(void *server, aw_job_t *job, aw_worker_t *w);
 void aw_conn_job_done(aw_job_t *job);
 void aw_conn_room(aw_conn_t *c);
 void aw_conn_unpause(aw_conn_t *c);

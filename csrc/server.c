@@ -368,7 +368,7 @@ static int check_signals(aw_server_t *s)
 }
 
 /* The connections the pool handed back, then the requests that waited for room. */
-static void take_back(aw_server_t *s)
+void aw_server_take_back(aw_server_t *s)
 {
     aw_job_t *job = aw_threads_completed(s->threads), *next;
     for (; job; job = next) {
@@ -406,7 +406,7 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     take_stop_request(s); /* one that came during the wait: before accepting what came too */
     /* handed-back connections first: a client's next request may be among the events */
     if (s->threads)
-        take_back(s);
+        aw_server_take_back(s);
     for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
@@ -418,7 +418,7 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     if (s->threads && check_signals(s) < 0)
         return 1;
     if (s->threads)
-        take_back(s);
+        aw_server_take_back(s);
     if (!aw_server_failed(s)) {
         expire_timers(s);
         if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
@@ -432,7 +432,9 @@ static int turn(aw_server_t *s, struct epoll_event *events)
 static void run_pool(aw_server_t *s, struct epoll_event *events)
 {
     aw_threads_t *t = calloc(1, sizeof(*t));
-    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, s, &s->loop) : -ENOMEM;
+    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, aw_conn_finish_job, s,
+                                 &s->loop)
+              : -ENOMEM;
     if (r < 0) {
         s->loop_errno = -r;
         free(t); /* (threads that did start wait, unwoken: a failed start leaks them) */

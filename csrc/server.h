@@ -84,6 +84,7 @@ int aw_server_failed(const aw_server_t *s);
 int aw_server_stopping(const aw_server_t *s);
 void aw_server_release(void *server, void *ref);
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
+void aw_server_take_back(aw_server_t *s);
 void aw_server_wait(aw_conn_list_t *list, struct aw_conn *c);
 void aw_server_unwait(aw_conn_list_t *list, struct aw_conn *c);
 int aw_server_full(aw_server_t *s);
