@@ -50,6 +50,7 @@ WORKLOADS = {
                            body=b"%d" % (100 * MB)),
     "bottle": Workload("app_bottle:app", "/hello", 13, body=HELLO),
     "flask": Workload("app_flask:app", "/hello", 13, body=HELLO),
+    "django": Workload("app_django:application", "/hello", 13, body=HELLO),
     "pipelined": Workload("apps:app", "/hello", 13, "pipeline.lua", ["16"], body=HELLO),
     # The same files as 13k and 1m, served by the server itself (aiowsgi --static, nginx) from
     # the data folder at /static/, without the app; ab measures them too (run_ab).
@@ -62,9 +63,10 @@ WORKLOADS = {
 FULL_CASES = [("hello", 100), ("hello", 1000), ("13k", 100), ("13k", 1000), ("1m", 100),
               ("1m", 1000), ("file13m", 100), ("file13m", 1000), ("upload100m", 4),
               ("bottle", 100), ("bottle", 1000), ("flask", 100), ("flask", 1000),
-              ("pipelined", 100), ("static13k", 100), ("static1m", 100)]
+              ("django", 100), ("django", 1000), ("pipelined", 100), ("static13k", 100),
+              ("static1m", 100)]
 QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100), ("flask", 100),
-               ("static13k", 100), ("static1m", 100)]
+               ("django", 100), ("static13k", 100), ("static1m", 100)]
 AB_CONNS = 100  # ab -c, whatever the case's connections: the "ab -n 50000 -c 100 -r"
 
 
@@ -327,7 +329,7 @@ def inventory():
     tools = {"wrk": _command_output(["wrk", "-v"]), "python": platform.python_version()}
     if tools["wrk"]:
         tools["wrk"] = tools["wrk"].split()[1]  # "wrk 4.1.0 [epoll] Copyright ..."
-    for pkg in ("bottle", "flask", "matplotlib"):
+    for pkg in ("bottle", "flask", "django", "matplotlib"):
         try:
             tools[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:

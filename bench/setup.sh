@@ -55,7 +55,7 @@ PY
 }
 
 log="$(mktemp)"
-for pkg in matplotlib bottle flask gunicorn gevent waitress bjoern fastwsgi granian uwsgi meinheld; do
+for pkg in matplotlib bottle flask django gunicorn gevent waitress bjoern fastwsgi granian uwsgi meinheld; do
     if ! $PIP install -q "$pkg" >"$log" 2>&1; then
         if [ "$pkg" = meinheld ] && $PIP install -q --no-deps meinheld >>"$log" 2>&1; then
             # meinheld pins greenlet<0.5, which no longer builds; its server runs without it.

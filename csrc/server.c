@@ -23,6 +23,7 @@
 #define AW_LINGER_MS 2000      /* time to drain a client after an error answer */
 #define AW_IO_TIMEOUT_MS 60000 /* no progress on a body read or a response write: close */
 #define AW_ACCEPT_PAUSE_MS 100 /* out of descriptors: accept again after this */
+#define AW_WRITE_DELAY_NS 1000000 /* the answers of a turn wait at most this for its writes */
 
 /* ---- what connections report ------------------------------------------------------------- */
 
@@ -370,7 +371,7 @@ static int check_signals(aw_server_t *s)
 }
 
 /* The connections the pool handed back, then the requests that waited for room. */
-static void take_back(aw_server_t *s)
+void aw_server_take_back(aw_server_t *s)
 {
     aw_job_t *job = aw_threads_completed(s->threads), *next;
     for (; job; job = next) {
@@ -408,15 +409,19 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     take_stop_request(s); /* one that came during the wait: before accepting what came too */
     /* handed-back connections first: a client's next request may be among the events */
     if (s->threads)
-        take_back(s);
+        aw_server_take_back(s);
     for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
+        /* a long turn (slow apps) writes what it has so far: the first answer waits little */
+        if (s->dirty_head && aw_threads_now_ns() - s->dirty_since_ns > AW_WRITE_DELAY_NS)
+            aw_conn_write_all(s);
     }
+    aw_conn_write_all(s);
     if (s->threads && check_signals(s) < 0)
         return 1;
     if (s->threads)
-        take_back(s);
+        aw_server_take_back(s);
     if (!aw_server_failed(s)) {
         expire_timers(s);
         if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
@@ -432,7 +437,9 @@ static int turn(aw_server_t *s, struct epoll_event *events)
 static void run_pool(aw_server_t *s, struct epoll_event *events)
 {
     aw_threads_t *t = calloc(1, sizeof(*t));
-    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, s, &s->loop) : -ENOMEM;
+    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, aw_conn_finish_job, s,
+                                 &s->loop)
+              : -ENOMEM;
     if (r < 0) {
         s->loop_errno = -r;
         free(t); /* (threads that did start wait, unwoken: a failed start leaks them) */
@@ -535,6 +542,7 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
         while (turn(s, events) == 0) {
         }
     close_connections(s, 0);
+    aw_conn_write_all(s);
     aw_conn_reap(s);
     listeners_close(s);
     s->running = 0;

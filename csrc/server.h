@@ -56,6 +56,8 @@ struct aw_server {
     aw_conn_list_t ready;   /* READY connections, oldest first */
     aw_conn_list_t paused;  /* connections that read no new request while the pool is full */
     aw_conn_list_t closed;  /* closed in this turn, freed at its end (aw_conn_reap) */
+    struct aw_conn *dirty_head, *dirty_tail; /* output to write before the wait, oldest first */
+    long long dirty_since_ns; /* when the oldest of it was queued */
     char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
     size_t date_len;
     time_t date_sec;
@@ -87,6 +89,7 @@ int aw_server_failed(const aw_server_t *s);
 int aw_server_stopping(const aw_server_t *s);
 void aw_server_release(void *server, void *ref);
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
+void aw_server_take_back(aw_server_t *s);
 void aw_server_wait(aw_conn_list_t *list, struct aw_conn *c);
 void aw_server_unwait(aw_conn_list_t *list, struct aw_conn *c);
 int aw_server_full(aw_server_t *s);

@@ -160,7 +160,8 @@ static void deliver(aw_server_t *s, aw_conn_t *c, size_t before, int client)
     check(!PyErr_Occurred(), "a Python exception escaped into the loop");
     if (s->nconns > before)
         check(c->timer.list != NULL, "a live connection is on no timer list");
-    aw_conn_reap(s); /* the loop's end of turn: a closed connection's memory goes */
+    aw_conn_write_all(s); /* the loop's end of turn: its writes, then the closed */
+    aw_conn_reap(s);      /* connections' memory goes */
     drain(client);
 }
 
