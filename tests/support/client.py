@@ -435,3 +435,5 @@ def connection_refused(address):
         return False
     except (ConnectionRefusedError, FileNotFoundError):
         return True
+    except ConnectionResetError:  # queued as the listener closed: refused from now on, but
+        return False              # this attempt does not say so; a wait_for asks again
