@@ -123,12 +123,16 @@ class Worker:
         """Serve until :meth:`stop` (or max_requests); returns after the graceful drain."""
         self.core.run()
 
-    def stop(self, graceful: bool = True) -> None:
-        """Stop accepting at once and close this process's copies of the sockets (once every
-        process has, new connections are refused); let in-flight requests finish within
-        ``graceful_timeout``, or close everything now.  Safe from other threads and signal
-        handlers."""
-        self.core.stop(graceful, self.config.graceful_timeout)
+    def stop(self, graceful: bool = True, delay: Optional[float] = None) -> None:
+        """Stop gracefully: after ``delay`` seconds (default ``shutdown_delay``) of serving on
+        with the health check failing and every response saying ``Connection: close``, stop
+        accepting (once every process has closed its copy of a socket, new connections are
+        refused) and let in-flight requests finish within ``graceful_timeout``; or close
+        everything now.  This process's socket objects are closed at once (the core accepts
+        on its own duplicates).  Safe from other threads and signal handlers."""
+        config = self.config
+        self.core.stop(graceful, config.graceful_timeout,
+                       config.shutdown_delay if delay is None else delay)
         for sock in self.sockets:
             sock.close()
 
@@ -274,10 +278,12 @@ def _report_modules(fd: int) -> None:  # pragma: no cover - runs in the child
 
 def _handle_signals(worker: Worker,
                     access_log: Optional[AccessLogFunc]) -> None:  # pragma: no cover - child
-    """A serving worker's signals: TERM/INT stop it gracefully, QUIT at once, USR1 reopens
-    the access-log file (HUP stays ignored)."""
+    """A serving worker's signals: TERM stops it gracefully after --shutdown-delay (the
+    server is shutting down), INT gracefully at once (retired by a reload, or Ctrl-C), QUIT at
+    once; USR1 reopens the access-log file (HUP stays ignored)."""
     def stop(signum: int, frame: Any) -> None:
-        worker.stop(graceful=signum != signal.SIGQUIT)
+        worker.stop(graceful=signum != signal.SIGQUIT,
+                    delay=None if signum == signal.SIGTERM else 0.0)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, stop)
