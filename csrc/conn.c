@@ -30,7 +30,8 @@
  * a thread pool, APP means the connection is a job of the pool: queued or running on an app
  * thread, which owns it until it hands it back with the outcome of the app's turn; the loop
  * does not touch it meanwhile. Outside of an event, every other open connection is on exactly
- * one timer list, or READY in the server's waiting list: that is how the server finds them all.
+ * one timer list, or READY in the server's waiting list, or (APP_FLUSH, until the end of the
+ * turn) on the turn's write list: that is how the server finds them all.
  * The app's turn (app_turn) runs where the app runs, with the GIL; everything else runs on the
  * loop's thread, which with a thread pool does not hold the GIL: the Python side of a request
  * is done in the app's turn, and what the loop must still drop goes to the pool.

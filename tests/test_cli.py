@@ -4,19 +4,13 @@ line when it cannot be imported.  Binding, logging, signals and workers have fil
 own."""
 
 import shutil
-import sys
 
 import pytest
 
 import aiowsgi
 from aiowsgi.config import Config, options
 from tests.support.client import get, get_json
-from tests.support.server import run_command, write_cli_app
-
-
-def run_cli(*args, cwd):
-    """Run ``python -m aiowsgi ARGS`` to its end (for commands that exit by themselves)."""
-    return run_command([sys.executable, "-m", "aiowsgi", *args], cwd=cwd)
+from tests.support.server import cli_usage_error, run_cli, run_command, write_cli_app
 
 
 # -- --help, --version ---------------------------------------------------------------------
@@ -59,12 +53,9 @@ def test_console_script_runs_the_same_main(tmp_path):
 
 
 def test_invalid_option_value_is_a_usage_error(tmp_path):
-    result = run_cli("--workers", "0", "app:app", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "invalid --workers 0" in result.stderr
-    result = run_cli("-b", "localhost", "app:app", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "invalid --bind 'localhost'" in result.stderr
+    assert "invalid --workers 0" in cli_usage_error("--workers", "0", "app:app", cwd=tmp_path)
+    assert "invalid --bind 'localhost'" in cli_usage_error("-b", "localhost", "app:app",
+                                                           cwd=tmp_path)
 
 
 # -- app loading --------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 ``AIOWSGI_<OPTION>`` variables, their precedence (command line, environment, file, default),
 ``--print-config`` and ``--check-config``; all through the real command."""
 
-import sys
 import textwrap
 
 import pytest
@@ -10,11 +9,7 @@ import pytest
 from aiowsgi.config import Config
 from aiowsgi.configfile import from_environment, merge, read_file
 from tests.support.client import get_json
-from tests.support.server import run_command, write_cli_app
-
-
-def run_cli(*args, cwd, env=None):
-    return run_command([sys.executable, "-m", "aiowsgi", *args], cwd=cwd, env=env)
+from tests.support.server import cli_usage_error, run_cli, write_cli_app
 
 
 def write_config(directory, text, name="conf.py"):
@@ -52,38 +47,30 @@ def test_config_file_options_and_app_serve(start, tmp_path):
 
 def test_unknown_name_in_the_config_file_suggests_the_closest(tmp_path):
     write_cli_app(tmp_path)
-    write_config(tmp_path, "worker = 2\n")
-    result = run_cli("-c", "conf.py", "app:app", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "unknown option 'worker' in config file conf.py; did you mean 'workers'?" \
-        in result.stderr
-    write_config(tmp_path, "accesslog = '-'\n")  # gunicorn's spelling
-    result = run_cli("-c", "conf.py", "app:app", cwd=tmp_path)
-    assert "unknown option 'accesslog' in config file conf.py; did you mean 'access_log'?" \
-        in result.stderr
+    for written, meant in (("worker = 2", "workers"),
+                           ("accesslog = '-'", "access_log")):  # gunicorn's spelling
+        write_config(tmp_path, written + "\n")
+        name = written.split()[0]
+        assert "unknown option %r in config file conf.py; did you mean %r?" % (name, meant) \
+            in cli_usage_error("-c", "conf.py", "app:app", cwd=tmp_path)
 
 
 def test_an_error_in_the_config_file_is_reported(tmp_path):
     write_cli_app(tmp_path)
     write_config(tmp_path, "workers = 1 / 0\n")
-    result = run_cli("-c", "conf.py", "app:app", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "error in config file conf.py: ZeroDivisionError: division by zero" in result.stderr
-    result = run_cli("-c", "missing.py", "app:app", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "cannot read config file missing.py: No such file or directory" in result.stderr
+    assert "error in config file conf.py: ZeroDivisionError: division by zero" \
+        in cli_usage_error("-c", "conf.py", "app:app", cwd=tmp_path)
+    assert "cannot read config file missing.py: No such file or directory" \
+        in cli_usage_error("-c", "missing.py", "app:app", cwd=tmp_path)
 
 
 def test_an_invalid_value_names_where_it_came_from(tmp_path):
     write_cli_app(tmp_path)
     write_config(tmp_path, "workers = 0\n")
-    result = run_cli("-c", "conf.py", "app:app", cwd=tmp_path)
-    assert result.returncode == 2
     assert "invalid --workers 0: expected a whole number >= 1 (from the config file conf.py)" \
-        in result.stderr
-    result = run_cli("app:app", cwd=tmp_path, env={"AIOWSGI_WORKERS": "many"})
-    assert result.returncode == 2
-    assert "invalid AIOWSGI_WORKERS='many': expected a whole number" in result.stderr
+        in cli_usage_error("-c", "conf.py", "app:app", cwd=tmp_path)
+    assert "invalid AIOWSGI_WORKERS='many': expected a whole number" \
+        in cli_usage_error("app:app", cwd=tmp_path, env={"AIOWSGI_WORKERS": "many"})
 
 
 # -- the environment and the precedence -------------------------------------------------------

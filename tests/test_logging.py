@@ -85,6 +85,16 @@ def test_access_log_for_requests_the_server_refuses(logged, raw, status):
     assert len(lines) == 1 and lines[0][0] == str(status), lines
 
 
+def test_access_log_shows_the_unknown_method_it_refused(logged):
+    before = len(logged.events("access"))
+    with logged.client() as c:
+        c.send(b"FROB /environ/x?y=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status == 501
+    assert new_access_lines(logged, before, 1) == [
+        ["501", str(len(resp.body)), "FROB", "/environ/x?y=1"]]
+
+
 def test_access_log_once_for_a_response_cut_by_an_app_error(logged):
     before = len(logged.events("access"))
     assert not logged.get("/raise_in_generator/").complete

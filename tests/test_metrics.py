@@ -185,13 +185,8 @@ def test_metrics_on_a_unix_socket_with_one_worker(start, tmp_path):
     sock.settimeout(scaled(10))
     sock.connect(path)
     sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
+    with sock, sock.makefile("rb") as answer:
+        data = answer.read()  # to the end: the endpoint closes after each answer
     assert b'aiowsgi_requests_total{status="2xx",method="GET"} 1\n' in data
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 
 from tests.support.client import get, get_json
-from tests.support.server import run_command, write_cli_app
+from tests.support.server import proc_status_kib, run_command, write_cli_app
 from tests.support.waits import wait_for
 
 RELOAD_TIMEOUT = 20
@@ -106,7 +106,13 @@ def app(environ, start_response):
 
 def test_max_rss_replaces_a_grown_worker_after_its_requests(start, tmp_path):
     (tmp_path / "growing.py").write_text(GROWING_APP)
-    server = start.cli("-b", "127.0.0.1:0", "--max-rss", "50", "--graceful-timeout", "10",
+    # the limit: 30 MB over what a fresh worker holds here (much more under a sanitizer), so
+    # that only /grow's 60 MB passes it
+    probe = start.cli("-b", "127.0.0.1:0", "growing:app")
+    get_json(probe.address)
+    limit = proc_status_kib(probe.children()[0], "VmRSS") // 1024 + 30
+    probe.stop()
+    server = start.cli("-b", "127.0.0.1:0", "--max-rss", str(limit), "--graceful-timeout", "10",
                        "growing:app")
     (old,) = server.children()
     finished = {}
@@ -117,7 +123,7 @@ def test_max_rss_replaces_a_grown_worker_after_its_requests(start, tmp_path):
     assert get_json(server.address, "/grow")["pid"] == old
     thread = threading.Thread(target=slow)
     thread.start()
-    assert server.wait_stderr("more than --max-rss 50; replacing it", timeout=10)
+    assert server.wait_stderr("more than --max-rss %d; replacing it" % limit, timeout=10)
     thread.join(15)
     assert finished.get("pid") == old  # answered by the big worker, before it left
     assert wait_for(lambda: server.children() and old not in server.children(), timeout=20)

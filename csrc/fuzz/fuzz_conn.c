@@ -14,8 +14,9 @@
  * everything at once), then the client's bytes. Every server answers /h as its health check.
  *
  * Besides ASan/UBSan it checks, after every input: no Python exception escaped into the
- * loop, a live connection is on a timeout list (else nothing would ever wake or expire it),
- * and no file descriptor was leaked.
+ * loop nor out of the turn's writes, a live connection is on a timeout list (else nothing
+ * would ever wake or expire it; in APP_FLUSH, until the turn's writes, on their list), and no
+ * file descriptor was leaked.
  */
 #include "../conn.h"
 #include "../server.h"
@@ -161,11 +162,13 @@ static void deliver(aw_server_t *s, aw_conn_t *c, size_t before, int client)
     if (ev)
         c->io.on_event(&c->io, ev);
     check(!PyErr_Occurred(), "a Python exception escaped into the loop");
+    if (s->nconns > before) /* a timer list, or (APP_FLUSH) the turn's write list */
+        check(c->timer.list != NULL || c->dirty, "a live connection is on no timer list");
     aw_conn_write_all(s); /* the loop's end of turn: its writes (an iterator's items go out
                            * and it is pulled again), then the closed connections' memory */
     check(!PyErr_Occurred(), "a Python exception escaped from the turn's writes");
-    if (s->nconns > before) /* (as the turn ends: until its writes, one may be on none) */
-        check(c->timer.list != NULL, "a live connection is on no timer list");
+    if (s->nconns > before) /* the turn's writes done: a timer list */
+        check(c->timer.list != NULL, "a live connection is on no timer list after the writes");
     aw_conn_reap(s);
     drain(client);
 }

@@ -83,6 +83,19 @@ def run_command(argv, cwd=ROOT, env=None, timeout=30.0):
                           text=True, timeout=scaled(timeout), stdin=subprocess.DEVNULL)
 
 
+def run_cli(*args, cwd, env=None):
+    """Run ``python -m aiowsgi ARGS`` to its end (for commands that exit by themselves)."""
+    return run_command([sys.executable, "-m", "aiowsgi", *args], cwd=cwd, env=env)
+
+
+def cli_usage_error(*args, cwd, env=None):
+    """The standard error of ``python -m aiowsgi ARGS``, which must end as a usage error
+    (exit status 2) without serving."""
+    result = run_cli(*args, cwd=cwd, env=env)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    return result.stderr
+
+
 def unique_id(prefix="t"):
     """A short id unique to one test, for its events and requests (``?id=``) in a server."""
     return "%s%s" % (prefix, uuid.uuid4().hex[:12])
