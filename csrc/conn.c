@@ -18,6 +18,7 @@
  *   APP --pump: queue full--> WAIT_OUT [io] --queue drained--> APP
  *   APP --pump: sentinel--> WAIT_IN [io] --body bytes, end or error--> APP
  *   IDLE --first byte--> HEAD
+ *   IDLE --keep-alive timer, nothing received--> closed; bytes waiting unread--> HEAD
  *   HEAD, BODY --malformed, too large, ...--> LINGER_AFTER (an error answer is queued)
  *   CLOSE_AFTER --all sent--> closed
  *   LINGER_AFTER --all sent--> LINGER [linger] --client's EOF or timer--> closed
@@ -39,7 +40,7 @@
  * While the server stops gracefully (server.c), every response says Connection: close and
  * ends its connection; a connection between requests is never closed at once, since a request
  * may be on its way (a load balancer reusing it): it closes after answering that request, or
- * when its keep-alive timer runs out, as at any other time.
+ * when its keep-alive timer runs out with nothing received, as at any other time.
  */
 #include "conn.h"
 #include "server.h"
@@ -241,9 +242,25 @@ void aw_conn_reap(aw_server_t *s)
     }
 }
 
+/* Whether the client has sent bytes not read yet. The loop reads the clock when it wakes and
+ * expires deadlines after the turn's events: a request that came in meanwhile (while an app
+ * call ran) is waiting, unread. */
+static int bytes_waiting(const aw_conn_t *c)
+{
+    char byte;
+    return recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 /* The connection's deadline passed (it is at the head of its timer list). */
 void aw_conn_expire(aw_conn_t *c)
 {
+    if (c->state == AW_CONN_IDLE && !aw_out_pending(&c->out) && bytes_waiting(c)) {
+        /* not idle: a request arrived as the keep-alive ran out (a load balancer reusing the
+         * connection); closing would lose it. It is read on the next turn (level-triggered),
+         * under the header timer. */
+        set_state(c, AW_CONN_HEAD);
+        return;
+    }
     if (c->state == AW_CONN_PROXY && c->rlen > 0)
         aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed: no complete "
                        "PROXY header within --header-timeout", aw_peer_ip(&c->peer));
