@@ -52,9 +52,12 @@ def unit_values(path):
 # -- systemd -----------------------------------------------------------------------------------
 
 def test_systemd_units_verify(tmp_path):
-    # the units as installed, but for the programs they run: this checkout's aiowsgi script
-    # (systemd-analyze checks that ExecStart's program exists) and a folder that exists
-    script = Path(sys.executable).parent / "aiowsgi"
+    # the units as installed, but for the programs they run: an aiowsgi script that runs this
+    # checkout's (systemd-analyze checks that ExecStart's program exists; the interpreter
+    # running the tests may have none of its own) and a folder that exists
+    script = tmp_path / "aiowsgi"
+    script.write_text("#!/bin/sh\nexec %s -m aiowsgi \"$@\"\n" % shlex.quote(sys.executable))
+    script.chmod(0o755)
     for name in ("aiowsgi.service", "aiowsgi.socket"):
         text = (DEPLOY / name).read_text()
         text = text.replace("/srv/myapp/venv/bin/aiowsgi", str(script))
