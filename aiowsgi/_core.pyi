@@ -132,7 +132,8 @@ class Server:
         thread between events; if one raises (KeyboardInterrupt), every connection is closed
         and the exception propagates out of run()."""
 
-    def stop(self, graceful: bool = True, timeout: float = 30.0, delay: float = 0.0) -> None:
+    def stop(self, graceful: bool = True, timeout: float = 30.0, delay: float = 0.0,
+             fail_health: bool = True) -> None:
         """Ask the loop to stop; safe from other threads and signal handlers.
 
         graceful: from now on every response says ``Connection: close`` and the health check
@@ -141,7 +142,8 @@ class Server:
         after its current response; one between requests when its keep-alive runs out, never
         under a request on its way) for at most ``timeout`` seconds, then close the rest.
         Another graceful stop may shorten the delay. Not graceful: close everything at the
-        next loop turn."""
+        next loop turn. ``fail_health=False``: the health check goes on answering 200 (one
+        worker retired while others serve)."""
 
     @property
     def requests(self) -> int:

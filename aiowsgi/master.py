@@ -8,12 +8,12 @@ after the fork is ``worker.py``'s (:func:`~aiowsgi.worker.run_forked`).
 Signals: SIGTERM stops gracefully after --shutdown-delay (the workers go on serving that long
 with their health check failing), SIGINT gracefully at once, SIGQUIT (or a second SIGINT) at
 once, SIGHUP replaces the workers one by one, SIGUSR1 reopens the access log.  A worker is
-told the same way: SIGTERM (a shutdown: the delay), SIGINT (retired by a reload or --max-rss:
-no delay, the host goes on serving), SIGQUIT.  The master tells systemd (systemd.py) when every
-worker serves, when a reload begins and ends, and when it stops, and keeps its watchdog fed.
-Each worker has a pipe on
-which it reports that it booted (or why it could not) and a shared ``mmap`` where the core
-writes when the current app call began, which the master compares with ``--timeout``.  With
+told the same way: SIGTERM (a shutdown: the delay), SIGINT (at once), SIGQUIT; and SIGUSR2
+when it is retired by a reload or --max-rss (no delay, and its health check keeps passing: the
+host goes on serving).  The master tells systemd (systemd.py) when every worker serves, when
+a reload begins and ends, and when it stops, and keeps its watchdog fed.  Each worker has a
+pipe on which it reports that it booted (or why it could not) and a shared ``mmap`` where the
+core writes when the current app call began, which the master compares with ``--timeout``.  With
 --metrics-bind each also has a shared block of counters (metrics.py serves their sum); with
 --reload a pipe on which it names the files of the modules it imported (reloader.py watches
 them); with --max-rss the master reads its resident size.  The master calls the server hooks
@@ -318,10 +318,10 @@ class Master:
         self._respawn_at = time.monotonic() + self._respawn_delay
 
     def _retire(self, worker: Child) -> None:
-        """Stop a worker gracefully while the others serve: SIGINT, for it has no
-        --shutdown-delay to wait (the host is not going away)."""
+        """Stop a worker gracefully while the others serve: SIGUSR2, for it has no
+        --shutdown-delay to wait and no health check to fail (the host is not going away)."""
         worker.stopping = True
-        _kill(worker.pid, signal.SIGINT)
+        _kill(worker.pid, signal.SIGUSR2)
 
     def _check_rss(self) -> None:
         """--max-rss: a worker above it is replaced as in a reload: a new worker starts, and

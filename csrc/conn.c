@@ -447,7 +447,8 @@ static void answered_here(aw_conn_t *c)
 }
 
 /* --health-path is answered here, on the loop's thread and without Python (but for the access
- * log): 200 while the server serves, 503 once it is stopping. Returns 1 when it was that. */
+ * log): 200 while the server serves, 503 once it is stopping (unless only this worker is
+ * retired while others serve). Returns 1 when it was that. */
 static int answer_health(aw_conn_t *c, const aw_request_t *req)
 {
     aw_server_t *s = c->srv;
@@ -458,7 +459,8 @@ static int answer_health(aw_conn_t *c, const aw_request_t *req)
     if (!req->has_body)
         aw_body_end(&c->body); /* nothing to read: the connection may carry another request */
     aw_conn_resp_ctx(c, &ctx);
-    if (aw_response_health(&c->resp, &c->out, req->method, aw_server_stopping(s), &ctx) < 0) {
+    if (aw_response_health(&c->resp, &c->out, req->method, aw_server_health_failing(s),
+                           &ctx) < 0) {
         aw_log_message(&s->log, AW_LOG_ERROR, "out of memory for a health check");
         answer_error(c, 500);
         return 1;

@@ -97,6 +97,13 @@ int aw_server_stopping(const aw_server_t *s)
     return __atomic_load_n(&s->stopping, __ATOMIC_RELAXED);
 }
 
+/* The health check (--health-path) answers 503: a stop of the server was asked for, not the
+ * retirement of one worker among others that go on serving. */
+int aw_server_health_failing(const aw_server_t *s)
+{
+    return __atomic_load_n(&s->health_failing, __ATOMIC_RELAXED);
+}
+
 /* Drop obj now if this thread holds the GIL, else on a thread of the pool. */
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action)
 {
@@ -589,11 +596,11 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
 
 static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"graceful", "timeout", "delay", NULL};
-    int graceful = 1;
+    static char *kwlist[] = {"graceful", "timeout", "delay", "fail_health", NULL};
+    int graceful = 1, fail_health = 1;
     double timeout = 30.0, delay = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pdd:stop", kwlist, &graceful, &timeout,
-                                     &delay))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pddp:stop", kwlist, &graceful, &timeout,
+                                     &delay, &fail_health))
         return NULL;
     if (!(timeout >= 0) || !(delay >= 0)) { /* (NaN too) */
         PyErr_SetString(PyExc_ValueError, "timeout and delay must be numbers of seconds >= 0");
@@ -603,6 +610,8 @@ static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
     delay = delay < AW_STOP_MAX_S ? delay : AW_STOP_MAX_S;
     __atomic_store(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
     __atomic_store(&s->stop_delay, &delay, __ATOMIC_RELAXED);
+    if (fail_health) /* (a retirement leaves the health check to a stop that may follow) */
+        __atomic_store_n(&s->health_failing, 1, __ATOMIC_RELAXED);
     /* Stop accepting at once (unless after a delay), even if the loop is busy in an app call,
      * so that new connections are refused rather than parked in the backlog. Safe from any
      * thread: every accept and epoll_ctl on a listener happens with the GIL held, as here, and
@@ -1029,8 +1038,9 @@ static PyMethodDef Server_methods[] = {
     {"run", (PyCFunction)Server_run, METH_NOARGS,
      "Serve until stop() or max_requests; the GIL is released while waiting for events."},
     {"stop", (PyCFunction)(void (*)(void))Server_stop, METH_VARARGS | METH_KEYWORDS,
-     "stop(graceful=True, timeout=30.0, delay=0.0): ask the loop to stop (after serving on "
-     "for delay seconds, failing the health check); safe from any thread."},
+     "stop(graceful=True, timeout=30.0, delay=0.0, fail_health=True): ask the loop to stop "
+     "(after serving on for delay seconds, failing the health check unless fail_health is "
+     "false); safe from any thread."},
     {NULL, NULL, 0, NULL},
 };
 

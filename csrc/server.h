@@ -77,6 +77,7 @@ struct aw_server {
     long long stop_deadline_ms, accept_resume_ms;
     long long accept_until_ms; /* stopping: the listeners close then (--shutdown-delay) */
     aw_stop_t stop_req; /* atomic: set by stop(), taken by the loop */
+    int health_failing; /* atomic: set by stop() unless fail_health=False (a retirement) */
     double stop_timeout, stop_delay;
     PyObject *fatal; /* a BaseException (KeyboardInterrupt, SystemExit) for run() to raise */
     int failed;      /* atomic: fatal is set */
@@ -92,6 +93,7 @@ void aw_server_heartbeat(aw_server_t *s, int slot, int busy);
 void aw_server_set_fatal(aw_server_t *s);
 int aw_server_failed(const aw_server_t *s);
 int aw_server_stopping(const aw_server_t *s);
+int aw_server_health_failing(const aw_server_t *s);
 void aw_server_release(void *server, void *ref);
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
 void aw_server_take_back(aw_server_t *s);

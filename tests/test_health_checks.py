@@ -15,7 +15,7 @@ import pytest
 import aiowsgi
 from aiowsgi.config import ConfigError
 from tests.support.client import connection_refused, get, get_json
-from tests.support.server import ROUTER, run_command, unique_id
+from tests.support.server import ROUTER, run_command, sockets_of, unique_id
 from tests.support.waits import wait_for
 
 
@@ -158,6 +158,26 @@ def test_a_reload_never_fails_the_health_check(start):
     assert gone, "the old workers are still there: %s" % srv.stderr()[-3000:]
     assert statuses and set(statuses) == {200}, statuses
     assert health(srv.address).status == 200
+
+
+def test_a_retired_worker_answers_200_on_a_kept_alive_connection(start):
+    # a load balancer checking over a kept-alive connection that a reload's retired worker
+    # still holds must not see the host fail (it is not going away): 200, and the connection
+    # closes after it
+    srv = start.cli("-b", "127.0.0.1:0", "-w", "1", "--keepalive", "30", "--health-path",
+                    "/healthz", "app:app")
+    with srv.client() as c:
+        c.request("GET", "/before")
+        old = c.read_response().json()["pid"]
+        serving = sockets_of(old)
+        srv.signal(signal.SIGHUP)
+        # retired once the new worker serves: it closes its listening sockets, not ours
+        assert wait_for(lambda: sockets_of(old) < serving, 20), srv.stderr()
+        c.request("GET", "/healthz")
+        resp = c.read_response()
+        assert (resp.status, resp.body) == (200, b"ok\n")
+        assert "close" in resp.connection_tokens()
+        assert c.peer_closed(10)
 
 
 def plain_app(environ, start_response):

@@ -9,7 +9,7 @@ import threading
 import time
 
 from tests.support.client import get, get_json
-from tests.support.server import ROUTER, distinct_worker_pids, write_cli_app
+from tests.support.server import ROUTER, distinct_worker_pids, sockets_of, write_cli_app
 from tests.support.waits import wait_for
 
 
@@ -162,17 +162,6 @@ def test_sighup_reloads_edited_source_without_failed_requests(start, tmp_path):
     assert not old_pids & set(server.children())
     assert len(server.children()) == 2
     assert "Reloading" in server.stderr()
-
-
-def sockets_of(pid):
-    """How many sockets process ``pid`` has open."""
-    count = 0
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            count += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
-        except OSError:  # closed meanwhile
-            pass
-    return count
 
 
 # A worker a reload retires used to close its connections between requests at once: a load
