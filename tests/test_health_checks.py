@@ -97,6 +97,8 @@ def test_sigterm_with_a_shutdown_delay_serves_on_failing_the_health_check(start)
         srv.signal(signal.SIGTERM)
         began = time.monotonic()
         assert wait_for(lambda: health(srv.address).status == 503, 1.5)
+        # (the master signals each worker: the other may take a moment more)
+        assert wait_for(lambda: all(health(srv.address).status == 503 for _ in range(4)), 1)
         resp = health(srv.address)
         assert resp.body == b"stopping\n" and "close" in resp.connection_tokens()
         # new connections are still accepted and served, and told to close
