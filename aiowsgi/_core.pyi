@@ -83,6 +83,8 @@ class Server:
         multiprocess: bool = False,
         static_max_age: int = 60,
         static: Union[Mapping[str, str], Sequence[Tuple[str, str]]] = (),
+        proxy_protocol: str = "off",
+        health_path: Optional[str] = None,
         errors: Any = None,            # the wsgi.errors stream; None: sys.stderr
         log: Optional[LogFunc] = None,  # None: tracebacks are printed to sys.stderr
         access_log: Optional[AccessLogFunc] = None,
@@ -112,6 +114,15 @@ class Server:
         calling ``app``; ``static_max_age`` is their ``Cache-Control`` max-age in seconds. A
         prefix that is not a URL path, given twice, or a directory that cannot be opened
         raises ValueError.
+
+        ``proxy_protocol``: ``"v1"``, ``"v2"``, ``"auto"`` (either) or ``"off"``: every
+        connection begins with a PROXY protocol header, whose client address and port become
+        ``REMOTE_ADDR`` and ``REMOTE_PORT`` (v2's SSL TLV: ``wsgi.url_scheme`` https); only
+        peers in ``forwarded_allow_ips`` (or on a unix socket) may connect, and a malformed or
+        missing header closes the connection (logged).
+
+        ``health_path``: requests for this path (decoded, query ignored) are answered by the
+        core itself, never calling ``app``: 200 while serving, 503 once stopping.
         """
 
     def run(self) -> None:
@@ -121,12 +132,18 @@ class Server:
         thread between events; if one raises (KeyboardInterrupt), every connection is closed
         and the exception propagates out of run()."""
 
-    def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
+    def stop(self, graceful: bool = True, timeout: float = 30.0, delay: float = 0.0,
+             fail_health: bool = True) -> None:
         """Ask the loop to stop; safe from other threads and signal handlers.
 
-        graceful: stop accepting, close idle connections, let in-flight requests finish (the
-        connection is closed after its current response) for at most ``timeout`` seconds,
-        then close the rest. Not graceful: close everything at the next loop turn."""
+        graceful: from now on every response says ``Connection: close`` and the health check
+        answers 503; after ``delay`` seconds of serving so (a load balancer notices and sends
+        no more), stop accepting, let in-flight requests finish (the connection is closed
+        after its current response; one between requests when its keep-alive runs out, never
+        under a request on its way) for at most ``timeout`` seconds, then close the rest.
+        Another graceful stop may shorten the delay. Not graceful: close everything at the
+        next loop turn. ``fail_health=False``: the health check goes on answering 200 (one
+        worker retired while others serve)."""
 
     @property
     def requests(self) -> int:

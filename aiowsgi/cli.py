@@ -20,6 +20,7 @@ from .hooks import HookFailed
 from .importer import AppImportError, load_app
 from .master import WorkerBootError
 from .server import BindError, serve
+from .systemd import PidFileError
 
 CLI_ONLY = ("app", "config", "print_config", "check_config")  # not options of serve()
 
@@ -27,8 +28,8 @@ DESCRIPTION = """\
 Serve the WSGI application APP: 'package.module:attribute' (the attribute may be a dotted
 path) or 'package.module' (then its 'application', else its 'app').  The current directory
 is importable.  A master process binds the addresses and runs --workers worker processes.
-Signals to the master: TERM/INT stop gracefully, QUIT stops at once, HUP restarts the workers
-one by one with freshly imported code."""
+Signals to the master: TERM stops gracefully (after --shutdown-delay), INT gracefully at once,
+QUIT at once, HUP restarts the workers one by one with freshly imported code."""
 
 EPILOG = """\
 Every option can also be set in the config file (-c FILE: 'workers = 4', as the option's name
@@ -110,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("aiowsgi: %s" % message, file=sys.stderr, flush=True)
             return 1
         parser.error(message)
-    except (AppImportError, BindError, WorkerBootError, HookFailed) as exc:
+    except (AppImportError, BindError, WorkerBootError, HookFailed, PidFileError) as exc:
         print("aiowsgi: %s" % exc, file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:  # before the master's handlers were installed

@@ -27,6 +27,8 @@ DEFAULT_BIND = "127.0.0.1:8000"
 LogFunc = Callable[[int, str, Optional[BaseException]], Any]
 AccessLogFunc = Callable[[Dict[str, Any], int, int, float], Any]
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+PROXY_PROTOCOLS = ("v1", "v2", "auto", "off")  # --proxy-protocol (the core's aw_proxy_mode)
+HEALTH_PATH_MAX = 256  # bytes of --health-path (the core's AW_PATH_IS_MAX)
 Number = Union[int, float]
 
 
@@ -238,6 +240,22 @@ class Config:
         False, "import the app in the master before forking the workers (memory shared "
         "copy-on-write; SIGHUP then restarts the workers with the code already loaded)",
         "--preload")
+    proxy_protocol: str = _option(
+        "off", "every connection to the listening sockets begins with a PROXY protocol header "
+        "(HAProxy's v1 text, v2 binary, or either) naming the client; only peers in "
+        "--forwarded-allow-ips may connect", "--proxy-protocol", metavar="v1|v2|auto|off",
+        core=True)
+    pid: Optional[str] = _option(
+        None, "write the master's process id to FILE, removed on exit", "--pid", metavar="FILE",
+        cli_default="none")
+    health_path: Optional[str] = _option(
+        None, "answer GET PATH from the C core, never calling the app: 200 while serving, 503 "
+        "once stopping (for load balancers' health checks)", "--health-path", metavar="PATH",
+        cli_default="off", core=True)
+    shutdown_delay: float = _option(
+        0.0, "on SIGTERM, go on accepting and serving this long with the health check failing "
+        "and responses saying Connection: close, so that load balancers take the server out; "
+        "then stop gracefully", "--shutdown-delay", metavar="SECONDS", minimum=0)
     factory: bool = _option(
         False, "APP names a factory: call it with no arguments to make the app", "--factory")
     chdir: Optional[str] = _option(
@@ -316,6 +334,7 @@ class Config:
                               "the workers are forked from the code the master loaded")
         if self.metrics_bind is not None:
             parse_bind(self.metrics_bind)
+        self._check_deployment()
         try:
             compile_access_format(self.access_log_format)
         except ValueError as exc:
@@ -326,6 +345,24 @@ class Config:
             why = None if hook is None else check_hook(name, hook)
             if why:
                 raise ConfigError("invalid %s hook %r: %s" % (name, hook, why))
+
+    def _check_deployment(self) -> None:
+        """The options of load balancers and service managers: --proxy-protocol, --pid,
+        --health-path."""
+        mode = str(self.proxy_protocol).lower()
+        if mode not in PROXY_PROTOCOLS:
+            raise ConfigError("invalid --proxy-protocol %r: expected one of %s"
+                              % (self.proxy_protocol, ", ".join(PROXY_PROTOCOLS)))
+        object.__setattr__(self, "proxy_protocol", mode)
+        if self.pid is not None and (not isinstance(self.pid, str) or not self.pid):
+            raise ConfigError("invalid --pid %r: expected a file name" % (self.pid,))
+        path = self.health_path
+        if path is not None and not (
+                isinstance(path, str) and path.startswith("/")
+                and len(path.encode("utf-8", "surrogatepass")) <= HEALTH_PATH_MAX
+                and not any(ch in "?#" or ord(ch) <= 32 or ord(ch) == 127 for ch in path)):
+            raise ConfigError("invalid --health-path %r: expected a URL path such as /healthz "
+                              "(at most %d bytes, no query)" % (path, HEALTH_PATH_MAX))
 
     def hook(self, name: str) -> Optional[Hook]:
         """The hook ``name`` (one of :data:`aiowsgi.hooks.HOOKS`), or None."""
@@ -373,6 +410,10 @@ class Options(TypedDict, total=False):
     metrics_bind: Optional[str]
     max_rss: int
     preload: bool
+    proxy_protocol: str
+    pid: Optional[str]
+    health_path: Optional[str]
+    shutdown_delay: float
     factory: bool
     chdir: Optional[str]
     on_starting: Optional[Hook]

@@ -5,10 +5,15 @@ as an import string: each worker imports it after the fork, so a worker started 
 runs the app's current source.  It never touches a client connection: what runs in a worker
 after the fork is ``worker.py``'s (:func:`~aiowsgi.worker.run_forked`).
 
-Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
-replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on
-which it reports that it booted (or why it could not) and a shared ``mmap`` where the core
-writes when the current app call began, which the master compares with ``--timeout``.  With
+Signals: SIGTERM stops gracefully after --shutdown-delay (the workers go on serving that long
+with their health check failing), SIGINT gracefully at once, SIGQUIT (or a second SIGINT) at
+once, SIGHUP replaces the workers one by one, SIGUSR1 reopens the access log.  A worker is
+told the same way: SIGTERM (a shutdown: the delay), SIGINT (at once), SIGQUIT; and SIGUSR2
+when it is retired by a reload or --max-rss (no delay, and its health check keeps passing: the
+host goes on serving).  The master tells systemd (systemd.py) when every worker serves, when
+a reload begins and ends, and when it stops, and keeps its watchdog fed.  Each worker has a
+pipe on which it reports that it booted (or why it could not) and a shared ``mmap`` where the
+core writes when the current app call began, which the master compares with ``--timeout``.  With
 --metrics-bind each also has a shared block of counters (metrics.py serves their sum); with
 --reload a pipe on which it names the files of the modules it imported (reloader.py watches
 them); with --max-rss the master reads its resident size.  The master calls the server hooks
@@ -36,6 +41,7 @@ from .importer import AppImportError
 from .log import AccessLog, error_log
 from .metrics import Metrics, new_block
 from .reloader import Watcher, syntax_errors
+from .systemd import Notifier
 from .worker import (BOOT_IMPORT_ERROR, BOOT_OTHER_ERROR, BOOT_READY, EXIT_OK, ForkedWorker,
                      run_forked)
 
@@ -83,7 +89,8 @@ class Master:
     def __init__(self, app: Union[WSGIApplication, str], config: Config,
                  sockets: List[socket.socket], access_log: Optional[AccessLogFunc],
                  on_ready: Callable[[], None], server: Any = None, made: bool = False,
-                 metrics_socket: Optional[socket.socket] = None) -> None:
+                 metrics_socket: Optional[socket.socket] = None,
+                 notifier: Optional[Notifier] = None) -> None:
         self.app = app
         self.made = made  # app is the app itself, imported here (--preload)
         self.config = config
@@ -92,17 +99,20 @@ class Master:
         self.on_ready: Optional[Callable[[], None]] = on_ready
         self.server = server  # what hooks receive as ``server`` (the aiowsgi.Server)
         self.metrics = Metrics(metrics_socket, _core.__version__) if metrics_socket else None
+        self.notifier = notifier or Notifier(None)
+        self._told_ready = False  # READY=1 sent for the current set of workers
         self.watcher: Optional[Watcher] = None  # --reload, while run() runs
         self._changed: List[str] = []  # --reload: files changed, waiting to settle
         self._reload_at = 0.0
         self.workers: Dict[int, Child] = {}
         self.generation = 0
-        # "graceful", "immediate", "reload", "reopen"
+        # "graceful" (after --shutdown-delay), "interrupt" (graceful, at once), "immediate",
+        # "reload", "reopen"
         self._commands: Deque[str] = collections.deque()
         # Pipes, opened by run(): a self-pipe that wakes the loop, and a "life" pipe that is
         # never written: a worker sees EOF on it when the master is gone, even by SIGKILL.
         self._wake_r = self._wake_w = self._life_r = self._life_w = -1
-        self._shutdown: Optional[str] = None  # None while serving, else "graceful"/"immediate"
+        self._shutdown: Optional[str] = None  # None while serving, else how it stops
         self._deadline = 0.0   # monotonic time at which remaining workers get SIGKILL
         self._ever_booted = False
         self._respawn_delay = 0.0
@@ -111,9 +121,10 @@ class Master:
 
     # -- commands: the only methods other threads and signal handlers call ----------------
 
-    def stop(self, graceful: bool = True) -> None:
-        """Ask :meth:`run` to stop; safe from any thread and from signal handlers."""
-        self._command("graceful" if graceful else "immediate")
+    def stop(self, graceful: bool = True, delay: bool = True) -> None:
+        """Ask :meth:`run` to stop (gracefully: after --shutdown-delay, unless ``delay`` is
+        false); safe from any thread and from signal handlers."""
+        self._command("immediate" if not graceful else "graceful" if delay else "interrupt")
 
     def reload(self) -> None:
         """Ask :meth:`run` to replace every worker, one by one."""
@@ -142,7 +153,9 @@ class Master:
             self._command("reopen")
         elif signum == signal.SIGQUIT or (signum == signal.SIGINT and self._shutdown):
             self._command("immediate")
-        elif signum in (signal.SIGTERM, signal.SIGINT):
+        elif signum == signal.SIGINT:
+            self._command("interrupt")  # Ctrl-C: no --shutdown-delay
+        elif signum == signal.SIGTERM:
             self._command("graceful")
         else:  # SIGCHLD: a worker ended; reap it now rather than at the next poll
             self._wake()
@@ -195,6 +208,8 @@ class Master:
                 self._check_timeouts()
                 self._check_rss()
                 self._check_changes()
+                self._check_ready()
+            self.notifier.keep_alive()
             self._wait(POLL_INTERVAL)
 
     def _run_commands(self) -> None:
@@ -207,23 +222,31 @@ class Master:
             elif command == "reload":
                 if self._shutdown is None:
                     self.generation += 1
+                    self._told_ready = False
                     error_log.info("Reloading: replacing the workers one by one")
+                    self.notifier.reloading()
                     hooks.call(self.config.on_reload, "on_reload", self.server)
-            elif command == "immediate" or (command == "graceful" and self._shutdown is None):
+            elif command == "immediate" or self._shutdown is None:
                 self._begin_shutdown(command)
 
     def _begin_shutdown(self, how: str) -> None:
+        delay = self.config.shutdown_delay if how == "graceful" else 0.0
         if self._shutdown is None and self._fatal is None:
-            error_log.info("Shutting down %s", "gracefully" if how == "graceful" else "now")
+            error_log.info("Shutting down %s%s", "now" if how == "immediate" else "gracefully",
+                           " after serving %gs more with the health check failing "
+                           "(--shutdown-delay)" % delay if delay else "")
+            self.notifier.stopping("Shutting down")
         self._shutdown = how
-        for sock in self.sockets:  # the workers close theirs: new connections are refused
+        # the workers' own copies stay open through their --shutdown-delay, then close: new
+        # connections are refused from then on
+        for sock in self.sockets:
             sock.close()
-        if how == "graceful":
-            self._deadline = time.monotonic() + self.config.graceful_timeout + 1.0
-            self._signal_all(signal.SIGTERM)
-        else:
+        if how == "immediate":
             self._deadline = time.monotonic() + IMMEDIATE_KILL_DELAY
             self._signal_all(signal.SIGQUIT)
+            return
+        self._deadline = time.monotonic() + delay + self.config.graceful_timeout + 1.0
+        self._signal_all(signal.SIGTERM if how == "graceful" else signal.SIGINT)
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a signal, a command, a boot message, a scrape, a changed file (with
@@ -241,6 +264,9 @@ class Master:
             writers += self.metrics.writers()
             deadline = self.metrics.timeout()
             timeout = timeout if deadline is None else min(timeout, deadline)
+        watchdog = self.notifier.watchdog_timeout()
+        if watchdog is not None:
+            timeout = min(timeout, watchdog)
         readable, writable, _ = select.select(readers, writers, [], timeout)
         if self._wake_r in readable:
             try:
@@ -292,8 +318,10 @@ class Master:
         self._respawn_at = time.monotonic() + self._respawn_delay
 
     def _retire(self, worker: Child) -> None:
+        """Stop a worker gracefully while the others serve: SIGUSR2, for it has no
+        --shutdown-delay to wait and no health check to fail (the host is not going away)."""
         worker.stopping = True
-        _kill(worker.pid, signal.SIGTERM)
+        _kill(worker.pid, signal.SIGUSR2)
 
     def _check_rss(self) -> None:
         """--max-rss: a worker above it is replaced as in a reload: a new worker starts, and
@@ -448,6 +476,21 @@ class Master:
             if self.on_ready is not None:
                 self.on_ready()
         error_log.debug("Worker %d is serving", worker.pid)
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        """READY=1 to systemd once every worker serves: at start-up, and again when a reload
+        is complete (no worker of an older generation is left)."""
+        if self._told_ready or self._shutdown is not None:
+            return
+        active = [w for w in self.workers.values() if not w.stopping]
+        # (a worker of generation -1 is to be replaced for --max-rss: it serves meanwhile)
+        if len(active) >= self.config.workers and all(
+                w.booted and (w.generation >= self.generation or w.generation < 0)
+                for w in active):
+            self._told_ready = True
+            self.notifier.ready("Serving with %d worker%s" % (
+                len(active), "" if len(active) == 1 else "s"))
 
     def _reap(self, block: bool = False) -> None:
         while self.workers:

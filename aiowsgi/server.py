@@ -23,6 +23,7 @@ from . import hooks
 from .importer import check_app_spec, load_app
 from .log import AccessLog, error_log, setup_error_log
 from .master import Master
+from .systemd import Notifier, PidFile
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ class Server:
     string (as the command line does), or ``metrics_bind``, this process becomes the master: it forks the workers,
     replaces those that die or hang, and handles SIGTERM, SIGINT, SIGQUIT and SIGHUP while
     :meth:`serve_forever` runs in the main thread.  A Server serves once.
+
+    Under systemd (``$NOTIFY_SOCKET``, ``Type=notify``) this process tells it when every worker
+    serves, reloads and stops; with ``pid``, its process id is in that file while it serves.
     """
 
     def __init__(self, app: Union[WSGIApplication, str],
@@ -69,6 +73,8 @@ class Server:
                  **options: Unpack[Options]) -> None:
         config = Config(bind=bind, **options)  # type: ignore[arg-type]  # Config normalises
         self.config: Config = config
+        # (a relative --pid names a file where the server was started, before --chdir)
+        self._pid_file = PidFile(config.pid) if config.pid is not None else None
         if config.chdir is not None:
             os.chdir(config.chdir)
         if isinstance(app, str):
@@ -107,11 +113,13 @@ class Server:
         self.addresses = [describe(sock) for sock in self.sockets]
         self._worker: Optional[Worker] = None
         self._master: Optional[Master] = None
+        self.notifier = Notifier.from_environment()  # (before forking: workers do not tell)
         try:
             if isinstance(app, str) or made or config.workers > 1 or config.metrics_bind:
                 self._master = Master(app, config, self.sockets, self.access_log,
                                       on_ready=self._log_listening, server=self, made=made,
-                                      metrics_socket=self.metrics_socket)
+                                      metrics_socket=self.metrics_socket,
+                                      notifier=self.notifier)
             else:
                 self._worker = Worker(app, config, self.sockets, self.access_log)
                 self._worker.boot()
@@ -131,24 +139,35 @@ class Server:
         import-string app at start-up.
         """
         try:
+            if self._pid_file is not None:
+                self._pid_file.write()
             if self._master is not None:
                 self._master.run()
             else:
                 assert self._worker is not None
                 hooks.call(self.config.when_ready, "when_ready", self)
                 self._log_listening()
+                self.notifier.ready("Serving")
                 self._worker.run()
         finally:
             self._close()
+            if self._pid_file is not None:
+                self._pid_file.remove()
             hooks.call(self.config.on_exit, "on_exit", self)
 
     def stop(self, graceful: bool = True) -> None:
-        """Stop serving: gracefully (stop accepting, let in-flight requests finish within
+        """Stop serving: gracefully (after ``shutdown_delay`` seconds of serving on with the
+        health check failing, stop accepting and let in-flight requests finish within
         ``graceful_timeout``), or at once.  Safe from another thread or a signal handler."""
+        self._stop(graceful, delay=True)
+
+    def _stop(self, graceful: bool, delay: bool) -> None:
+        """stop(); without the shutdown delay (Ctrl-C) when ``delay`` is false."""
         if self._master is not None:
-            self._master.stop(graceful)
+            self._master.stop(graceful, delay)
         elif self._worker is not None:
-            self._worker.stop(graceful)
+            self.notifier.stopping("Shutting down")
+            self._worker.stop(graceful, None if delay else 0.0)
 
     def reopen_logs(self) -> None:
         """Open the access-log file again by name, after log rotation moved it (with a
@@ -198,8 +217,8 @@ class Server:
 
 def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None] = None,
           **options: Unpack[Options]) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM (graceful) or SIGQUIT (immediate); SIGUSR1
-    reopens the access log.
+    """Serve ``app`` until SIGTERM (graceful, after ``shutdown_delay``), SIGINT (graceful) or
+    SIGQUIT (immediate); SIGUSR1 reopens the access log.
 
     Takes the arguments of :class:`Server`.  Signal handlers are installed when called from the
     main thread and restored afterwards.
@@ -209,7 +228,7 @@ def serve(app: Union[WSGIApplication, str], bind: Union[str, Sequence[str], None
         server.serve_forever()  # a master handles its signals itself
         return
     handlers = {
-        signal.SIGINT: lambda *_: server.stop(graceful=True),
+        signal.SIGINT: lambda *_: server._stop(graceful=True, delay=False),
         signal.SIGTERM: lambda *_: server.stop(graceful=True),
         signal.SIGQUIT: lambda *_: server.stop(graceful=False),
         signal.SIGUSR1: lambda *_: server.reopen_logs(),

@@ -123,12 +123,20 @@ class Worker:
         """Serve until :meth:`stop` (or max_requests); returns after the graceful drain."""
         self.core.run()
 
-    def stop(self, graceful: bool = True) -> None:
-        """Stop accepting at once and close this process's copies of the sockets (once every
-        process has, new connections are refused); let in-flight requests finish within
-        ``graceful_timeout``, or close everything now.  Safe from other threads and signal
+    def stop(self, graceful: bool = True, delay: Optional[float] = None,
+             retire: bool = False) -> None:
+        """Stop gracefully: after ``delay`` seconds (default ``shutdown_delay``) of serving on
+        with the health check failing and every response saying ``Connection: close``, stop
+        accepting (once every process has closed its copy of a socket, new connections are
+        refused) and let in-flight requests finish within ``graceful_timeout``; or close
+        everything now.  ``retire``: only this worker stops while others serve (a reload), so
+        its health check goes on answering 200.  This process's socket objects are closed at
+        once (the core accepts on its own duplicates).  Safe from other threads and signal
         handlers."""
-        self.core.stop(graceful, self.config.graceful_timeout)
+        config = self.config
+        self.core.stop(graceful, config.graceful_timeout,
+                       config.shutdown_delay if delay is None else delay,
+                       fail_health=not retire)
         for sock in self.sockets:
             sock.close()
 
@@ -200,7 +208,7 @@ def run_forked(spec: ForkedWorker) -> NoReturn:  # pragma: no cover - runs in th
 
 def _boot_and_serve(spec: ForkedWorker) -> int:  # pragma: no cover - runs in the child
     """Import the app, report on the boot pipe, serve; returns the exit code."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR2, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)  # until the loop exists, a signal just ends us
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the master's business
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until there is a log to reopen
@@ -274,12 +282,16 @@ def _report_modules(fd: int) -> None:  # pragma: no cover - runs in the child
 
 def _handle_signals(worker: Worker,
                     access_log: Optional[AccessLogFunc]) -> None:  # pragma: no cover - child
-    """A serving worker's signals: TERM/INT stop it gracefully, QUIT at once, USR1 reopens
-    the access-log file (HUP stays ignored)."""
+    """A serving worker's signals: TERM stops it gracefully after --shutdown-delay (the
+    server is shutting down), INT gracefully at once (Ctrl-C), USR2 likewise but with its
+    health check still passing (retired by a reload or --max-rss while the others serve), QUIT
+    at once; USR1 reopens the access-log file (HUP stays ignored)."""
     def stop(signum: int, frame: Any) -> None:
-        worker.stop(graceful=signum != signal.SIGQUIT)
+        worker.stop(graceful=signum != signal.SIGQUIT,
+                    delay=None if signum == signal.SIGTERM else 0.0,
+                    retire=signum == signal.SIGUSR2)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR2):
         signal.signal(sig, stop)
     if isinstance(access_log, AccessLog):
         reopen = access_log.reopen

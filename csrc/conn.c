@@ -11,16 +11,19 @@
  * States (aw_conn_state_t) and transitions, timers in brackets:
  *
  *   new --> HEAD [header] --head--> BODY [io] --end of body--> APP
+ *   new --> PROXY [header] --its PROXY header--> HEAD                 (--proxy-protocol)
  *           HEAD --head, streaming input--> APP
  *   APP --pump: done, keep-alive--> IDLE [io, then keep-alive] or HEAD (pipelined bytes)
  *   APP --pump: done, must close--> CLOSE_AFTER [io], or LINGER_AFTER if input may be unread
  *   APP --pump: queue full--> WAIT_OUT [io] --queue drained--> APP
  *   APP --pump: sentinel--> WAIT_IN [io] --body bytes, end or error--> APP
  *   IDLE --first byte--> HEAD
+ *   IDLE --keep-alive timer, nothing received--> closed; bytes waiting unread--> HEAD
  *   HEAD, BODY --malformed, too large, ...--> LINGER_AFTER (an error answer is queued)
  *   CLOSE_AFTER --all sent--> closed
  *   LINGER_AFTER --all sent--> LINGER [linger] --client's EOF or timer--> closed
  *   any --client gone, write error, timer--> closed (aw_conn_close)
+ *   PROXY --malformed or missing header, untrusted peer--> closed (logged)
  *
  *   APP --no room in the thread pool--> READY --room--> APP               (--threads N > 1)
  *
@@ -33,6 +36,11 @@
  * The app's turn (app_turn) runs where the app runs, with the GIL; everything else runs on the
  * loop's thread, which with a thread pool does not hold the GIL: the Python side of a request
  * is done in the app's turn, and what the loop must still drop goes to the pool.
+ *
+ * While the server stops gracefully (server.c), every response says Connection: close and
+ * ends its connection; a connection between requests is never closed at once, since a request
+ * may be on its way (a load balancer reusing it): it closes after answering that request, or
+ * when its keep-alive timer runs out with nothing received, as at any other time.
  */
 #include "conn.h"
 #include "server.h"
@@ -63,7 +71,7 @@ static void set_state(aw_conn_t *c, aw_conn_state_t state)
 {
     aw_server_t *s = c->srv;
     aw_tlist_t *timer = &s->t_io;
-    if (state == AW_CONN_HEAD)
+    if (state == AW_CONN_HEAD || state == AW_CONN_PROXY)
         timer = &s->t_header;
     else if (state == AW_CONN_LINGER)
         timer = &s->t_linger;
@@ -98,6 +106,7 @@ static void watch(aw_conn_t *c)
     int pending = aw_out_pending(&c->out);
     uint32_t ev = pending ? EPOLLOUT : 0;
     switch (c->state) {
+    case AW_CONN_PROXY:
     case AW_CONN_IDLE:
     case AW_CONN_HEAD:
     case AW_CONN_BODY:
@@ -156,7 +165,17 @@ aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct so
         return NULL;
     }
     aw_server_conn_opened(s);
-    set_state(c, AW_CONN_HEAD); /* waiting for the first request's head */
+    if (l->proxy == AW_PROXY_OFF) {
+        set_state(c, AW_CONN_HEAD); /* waiting for the first request's head */
+        return c;
+    }
+    set_state(c, AW_CONN_PROXY);
+    if (!aw_peer_trusted(&c->peer, &s->trust, l->family == AF_UNIX)) {
+        /* the PROXY protocol lets the peer name any client: only trusted ones may */
+        aw_log_message(&s->log, AW_LOG_WARNING, "connection from %s refused: --proxy-protocol "
+                       "is on and it is not in --forwarded-allow-ips", aw_peer_ip(&c->peer));
+        aw_conn_close(c); /* freed at the end of the turn */
+    }
     return c;
 }
 
@@ -223,16 +242,29 @@ void aw_conn_reap(aw_server_t *s)
     }
 }
 
-/* Between requests with nothing in flight: a graceful stop may close it at once. */
-int aw_conn_is_idle(const aw_conn_t *c)
+/* Whether the client has sent bytes not read yet. The loop reads the clock when it wakes and
+ * expires deadlines after the turn's events: a request that came in meanwhile (while an app
+ * call ran) is waiting, unread. */
+static int bytes_waiting(const aw_conn_t *c)
 {
-    return c->state == AW_CONN_IDLE && !aw_out_pending(&c->out) && c->rpos == c->rlen;
+    char byte;
+    return recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 /* The connection's deadline passed (it is at the head of its timer list). */
 void aw_conn_expire(aw_conn_t *c)
 {
-    if (c->state == AW_CONN_HEAD && c->rlen > c->head_start) {
+    if (c->state == AW_CONN_IDLE && !aw_out_pending(&c->out) && bytes_waiting(c)) {
+        /* not idle: a request arrived as the keep-alive ran out (a load balancer reusing the
+         * connection); closing would lose it. It is read on the next turn (level-triggered),
+         * under the header timer. */
+        set_state(c, AW_CONN_HEAD);
+        return;
+    }
+    if (c->state == AW_CONN_PROXY && c->rlen > 0)
+        aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed: no complete "
+                       "PROXY header within --header-timeout", aw_peer_ip(&c->peer));
+    else if (c->state == AW_CONN_HEAD && c->rlen > c->head_start) {
         /* part of a head arrived, too slowly: say so before closing (RFC 9110 15.5.9) */
         aw_resp_ctx_t ctx;
         aw_conn_resp_ctx(c, &ctx);
@@ -405,6 +437,38 @@ static int wake_app(aw_conn_t *c)
 
 static int request_done(aw_conn_t *c);
 
+/* An answer the server gave itself, without the app: it is counted and logged, then the
+ * request ends as any other. */
+static void answered_here(aw_conn_t *c)
+{
+    aw_server_request_done(c->srv);
+    log_request(c);
+    request_done(c);
+}
+
+/* --health-path is answered here, on the loop's thread and without Python (but for the access
+ * log): 200 while the server serves, 503 once it is stopping (unless only this worker is
+ * retired while others serve). Returns 1 when it was that. */
+static int answer_health(aw_conn_t *c, const aw_request_t *req)
+{
+    aw_server_t *s = c->srv;
+    aw_resp_ctx_t ctx;
+    if (!s->health_path ||
+        !aw_path_is(req->head + req->path.off, req->path.len, s->health_path, s->health_len))
+        return 0;
+    if (!req->has_body)
+        aw_body_end(&c->body); /* nothing to read: the connection may carry another request */
+    aw_conn_resp_ctx(c, &ctx);
+    if (aw_response_health(&c->resp, &c->out, req->method, aw_server_health_failing(s),
+                           &ctx) < 0) {
+        aw_log_message(&s->log, AW_LOG_ERROR, "out of memory for a health check");
+        answer_error(c, 500);
+        return 1;
+    }
+    answered_here(c);
+    return 1;
+}
+
 /* A request under a --static prefix is answered here, on the loop's thread, from a file and
  * without Python (but for the access log), and then ends as any other. Returns 1 when it was
  * one. */
@@ -424,9 +488,7 @@ static int answer_static(aw_conn_t *c, const aw_request_t *req)
         answer_error(c, 500);
         return 1;
     }
-    aw_server_request_done(c->srv);
-    log_request(c);
-    request_done(c);
+    answered_here(c);
     return 1;
 }
 
@@ -441,7 +503,7 @@ static int on_head(aw_conn_t *c)
         aw_metrics_begin(s->metrics);
         c->metered = 1;
     }
-    if (answer_static(c, req))
+    if (answer_health(c, req) || answer_static(c, req))
         return 0;
     c->continue_owed = req->expect_continue;
     int r = aw_body_begin(&c->body, req, s->stream_input);
@@ -464,6 +526,10 @@ static int on_head(aw_conn_t *c)
  * body ended; or, if its response was already done, there is nothing to do. */
 static int on_end(aw_conn_t *c)
 {
+    /* a request answered at its head (a static file, the health check) ends after its answer:
+     * the body state is already the next request's, which must not look read */
+    if (c->state == AW_CONN_HEAD || c->state == AW_CONN_IDLE)
+        return 0;
     aw_body_end(&c->body);
     return c->state == AW_CONN_BODY ? enter_app(c, 0) : wake_app(c);
 }
@@ -743,6 +809,8 @@ static aw_step_t next_step(aw_conn_t *c)
     if (aw_server_failed(c->srv))
         return STEP_WAIT; /* run() is ending: everything is closed there */
     switch (c->state) {
+    case AW_CONN_PROXY: /* its bytes are looked at as they arrive (on_readable) */
+        return c->read_eof ? STEP_CLOSE : STEP_WAIT;
     case AW_CONN_IDLE:
     case AW_CONN_HEAD:
     case AW_CONN_BODY:
@@ -877,6 +945,11 @@ static int on_eof(aw_conn_t *c, int reset)
         break;
     case AW_CONN_READY: /* half-closed: answer it, then close */
         return reset ? (aw_conn_close(c), AW_LEFT) : 0;
+    case AW_CONN_PROXY:
+        if (c->rlen > 0) /* (a port probe that sends nothing is not worth a line) */
+            aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed inside "
+                           "its PROXY header", aw_peer_ip(&c->peer));
+        break;
     case AW_CONN_BODY: /* the client stopped mid-request */
     case AW_CONN_APP:
     case AW_CONN_LINGER:
@@ -901,6 +974,27 @@ static int drain_linger(aw_conn_t *c)
     }
 }
 
+/* The PROXY header, looked at again whenever more of it arrives: once complete, the peer is
+ * the client it names and what follows it is HTTP; a malformed or missing one (a request
+ * straight away) closes the connection. Returns AW_LEFT then. */
+static int take_proxy(aw_conn_t *c)
+{
+    aw_proxy_info_t info;
+    long r = aw_proxy_parse(c->lst->proxy, (const unsigned char *)c->rbuf, c->rlen, &info);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed: %s",
+                       aw_peer_ip(&c->peer), aw_proxy_strerror(r));
+        aw_conn_close(c);
+        return AW_LEFT;
+    }
+    aw_peer_proxied(&c->peer, &info);
+    c->rpos = c->head_start = (size_t)r; /* pipelined bytes after it are the first request's */
+    set_state(c, AW_CONN_HEAD);
+    return 0;
+}
+
 static int on_readable(aw_conn_t *c)
 {
     if (c->state == AW_CONN_LINGER)
@@ -915,6 +1009,8 @@ static int on_readable(aw_conn_t *c)
     if (n <= 0)
         return on_eof(c, n < 0); /* an error (ECONNRESET and friends): the client is gone */
     c->rlen += (size_t)n;
+    if (c->state == AW_CONN_PROXY)
+        return take_proxy(c);
     if (c->state == AW_CONN_IDLE)
         set_state(c, AW_CONN_HEAD); /* a new request begins */
     else if (c->state != AW_CONN_HEAD)

@@ -24,6 +24,7 @@ typedef struct aw_listener aw_listener_t;
 
 /* The connection state machine (conn.c has the diagram). */
 typedef enum {
+    AW_CONN_PROXY,         /* reading the PROXY protocol header (header timer) */
     AW_CONN_IDLE,          /* between requests, nothing buffered (keep-alive timer) */
     AW_CONN_HEAD,          /* reading a request head (header timer) */
     AW_CONN_BODY,          /* reading a buffered body; the app is not called yet (I/O timer) */
@@ -74,7 +75,6 @@ void aw_conn_close(aw_conn_t *c);
 void aw_conn_reap(aw_server_t *s);
 void aw_conn_write_all(aw_server_t *s);
 void aw_conn_expire(aw_conn_t *c);
-int aw_conn_is_idle(const aw_conn_t *c);
 void aw_conn_input_read(aw_conn_t *c);
 int aw_conn_send(aw_conn_t *c);
 void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx);

@@ -2,8 +2,9 @@
  *
  * Owns: the per-listener template of constant entries (copied per request: cheaper than
  * setting them one by one), interned keys for common headers, PATH_INFO decoding, joining
- * repeated headers, X-Forwarded-* from trusted peers, and the peer's address as Python
- * objects. Must not read sockets nor touch the connection: aw_environ_src_t says it all.
+ * repeated headers, X-Forwarded-* from trusted peers, and the peer: its address (from accept,
+ * or what a PROXY header said) in C, as Python objects once needed, and whom it is trusted to
+ * speak for. Must not read sockets nor touch the connection: aw_environ_src_t says it all.
  */
 #include "environ.h"
 #include "http.h"
@@ -90,6 +91,30 @@ void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa)
         inet_ntop(AF_INET6, &a->sin6_addr, peer->ip, sizeof(peer->ip));
         peer->port = ntohs(a->sin6_port);
     }
+}
+
+/* What a PROXY header said of the client (conn.c, before any request: no Python object has
+ * been made of the peer yet). LOCAL and unspecified headers leave the connection's own. */
+void aw_peer_proxied(aw_peer_t *peer, const aw_proxy_info_t *info)
+{
+    if (info->local)
+        return;
+    aw_peer_set(peer, (const struct sockaddr *)&info->src);
+    peer->tls = info->tls;
+}
+
+/* A peer allowed to speak for its clients (X-Forwarded-*, a PROXY header): one listed in
+ * --forwarded-allow-ips, or any on a unix socket, a local process the socket file's
+ * permissions let in (a reverse proxy on the same host), as gunicorn does. Pure C. */
+int aw_peer_trusted(const aw_peer_t *peer, const aw_trust_t *trust, int unix_listener)
+{
+    return unix_listener || aw_trust_has(trust, peer->ip);
+}
+
+/* The peer's address as text ("" on a unix socket), for log lines. */
+const char *aw_peer_ip(const aw_peer_t *peer)
+{
+    return peer->family == AF_UNIX ? "a unix socket" : peer->ip;
 }
 
 void aw_peer_clear(aw_peer_t *peer)
@@ -335,9 +360,10 @@ PyObject *aw_environ_build(const aw_environ_src_t *src)
         set_target(st, d, req) < 0 || set_headers(st, d, req, &forwarded) < 0 ||
         (req->form == AW_TARGET_ABSOLUTE && set_authority_host(st, d, req) < 0))
         goto error;
-    /* a unix-socket peer is a local process the socket file's permissions let in (a reverse
-     * proxy on the same host): trusted, as gunicorn does */
-    if (forwarded && (src->unix_listener || aw_trust_has(src->trust, src->peer->ip)) &&
+    /* a PROXY header's TLS first; a trusted peer's X-Forwarded-Proto may then say more */
+    if (src->peer->tls && PyDict_SetItem(d, st->k_wsgi_url_scheme, st->v_https) < 0)
+        goto error;
+    if (forwarded && aw_peer_trusted(src->peer, src->trust, src->unix_listener) &&
         apply_forwarded(st, d) < 0)
         goto error;
     return d;

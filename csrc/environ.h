@@ -9,6 +9,7 @@
 #include "compat.h"
 #include "module.h"
 #include "parser.h"
+#include "proxy.h"
 #include "trust.h"
 
 #include <arpa/inet.h>
@@ -20,6 +21,7 @@ typedef struct {
     char ip[INET6_ADDRSTRLEN];
     int port;
     int family;
+    int tls; /* a PROXY header said the client came over TLS: wsgi.url_scheme is https */
     PyObject *addr, *port_str;
 } aw_peer_t;
 
@@ -34,6 +36,9 @@ typedef struct {
 } aw_environ_src_t;
 
 void aw_peer_set(aw_peer_t *peer, const struct sockaddr *sa);
+void aw_peer_proxied(aw_peer_t *peer, const aw_proxy_info_t *info);
+int aw_peer_trusted(const aw_peer_t *peer, const aw_trust_t *trust, int unix_listener);
+const char *aw_peer_ip(const aw_peer_t *peer);
 void aw_peer_clear(aw_peer_t *peer);
 int aw_peer_holds_objects(const aw_peer_t *peer);
 PyObject *aw_environ_build(const aw_environ_src_t *src);

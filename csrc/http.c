@@ -3,7 +3,8 @@
  * Owns: the one table of status lines (the server's own answers and static files; an app's
  * status line is the app's), HTTP-dates formatted and parsed, and splitting a request target
  * into path and query with the path's percent-decoding (what PATH_INFO holds and what
- * --static matches, decoded by one function). Must not include Python.h nor keep state.
+ * --static and --health-path match, decoded by one function). Must not include Python.h nor
+ * keep state.
  */
 #include "http.h"
 
@@ -234,4 +235,17 @@ size_t aw_percent_decode(const char *p, size_t n, char *out)
         }
     }
     return o;
+}
+
+/* Whether the percent-decoded path of the request target t[0..n) (its query and fragment left
+ * out) is exactly path[0..len), which has at most AW_PATH_IS_MAX bytes (--health-path). */
+int aw_path_is(const char *t, size_t n, const char *path, size_t len)
+{
+    char decoded[3 * AW_PATH_IS_MAX];
+    aw_target_t target;
+    aw_path_split(t, n, &target);
+    if (len > AW_PATH_IS_MAX || target.path_len > 3 * len) /* "%xx": three bytes for one */
+        return 0;
+    size_t m = aw_percent_decode(target.path, target.path_len, decoded);
+    return m == len && memcmp(decoded, path, len) == 0;
 }

@@ -28,4 +28,7 @@ typedef struct {
 void aw_path_split(const char *p, size_t n, aw_target_t *t);
 size_t aw_percent_decode(const char *p, size_t n, char *out);
 
+#define AW_PATH_IS_MAX 256 /* the longest path aw_path_is compares with (--health-path) */
+int aw_path_is(const char *t, size_t n, const char *path, size_t len);
+
 #endif

@@ -3,8 +3,9 @@
  * Owns: the Date header, validation and serialisation of the status and headers an app gives
  * start_response (PEP 3333), the body framing and its enforcement (the app's Content-Length;
  * chunked on HTTP/1.1; close-delimited on HTTP/1.0), the server's own answers (100 Continue,
- * 4xx/5xx; status lines from http.c's table), and queueing static.c's. Must not call the app
- * nor write to a socket: everything is queued on the connection's aw_out_t.
+ * 4xx/5xx, the health check's; status lines from http.c's table), and queueing static.c's.
+ * Must not call the app nor write to a socket: everything is queued on the connection's
+ * aw_out_t.
  */
 #include "response.h"
 
@@ -396,6 +397,32 @@ int aw_response_error(aw_resp_t *r, aw_out_t *out, int status, const aw_resp_ctx
     r->body_bytes = strlen(reason) + 1;
     r->headers_sent = 1;
     r->close = 1;
+    return aw_out_copy(out, buf, (size_t)n);
+}
+
+/* Queue the answer to a request for --health-path: 200 while serving; 503 once the server is
+ * stopping, so that a load balancer sends it no more (--shutdown-delay gives it the time to
+ * notice); 405 to methods other than GET and HEAD. Pure C: on the loop's thread, which may not
+ * hold the GIL. Returns 0, or -ENOMEM (nothing queued). */
+int aw_response_health(aw_resp_t *r, aw_out_t *out, int method, int stopping,
+                       const aw_resp_ctx_t *ctx)
+{
+    int get = method == HTTP_GET || method == HTTP_HEAD;
+    int status = !get ? 405 : stopping ? 503 : 200;
+    const char *body = status == 200 ? "ok\n" : status == 503 ? "stopping\n" : "use GET\n";
+    size_t blen = strlen(body);
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: %s\r\n"
+                     "%.*sServer: aiowsgi\r\n\r\n%s",
+                     status, aw_status_reason(status), get ? "" : "Allow: GET, HEAD\r\n", blen,
+                     ctx->keep_alive ? "keep-alive" : "close", (int)ctx->date_len, ctx->date,
+                     ctx->is_head ? "" : body);
+    r->status = status;
+    r->body_bytes = ctx->is_head ? 0 : blen;
+    r->headers_sent = 1;
+    r->close = !ctx->keep_alive;
     return aw_out_copy(out, buf, (size_t)n);
 }
 

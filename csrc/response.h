@@ -44,6 +44,8 @@ long long aw_response_file_length(aw_resp_t *r, aw_log_t *log, long long file_le
 int aw_response_error(aw_resp_t *r, aw_out_t *out, int status, const aw_resp_ctx_t *ctx);
 int aw_response_static(aw_resp_t *r, aw_out_t *out, aw_log_t *log, aw_static_route_t *route,
                        const aw_resp_ctx_t *ctx, long long now_ms);
+int aw_response_health(aw_resp_t *r, aw_out_t *out, int method, int stopping,
+                       const aw_resp_ctx_t *ctx);
 int aw_response_continue(aw_out_t *out);
 int aw_response_headers_sent(const aw_resp_t *r);
 int aw_response_status(const aw_resp_t *r);

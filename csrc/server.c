@@ -1,9 +1,9 @@
 /* server.c: the Server type.
  *
  * Owns: the server's life (init, run, stop, dealloc), its listening sockets (our dup()s),
- * accepting until EAGAIN, the timer lists' expiry, the Date line, the graceful drain, the
- * heartbeat the master reads for --timeout (and the block it reads for --metrics-bind), and the
- * GIL's release around the wait for events.
+ * accepting until EAGAIN, the timer lists' expiry, the Date line, the graceful drain (after
+ * the --shutdown-delay), the heartbeat the master reads for --timeout (and the block it reads
+ * for --metrics-bind), and the GIL's release around the wait for events.
  * Must not parse HTTP, call the app, or touch a connection's insides: conn.c does.
  */
 #include "server.h"
@@ -24,6 +24,7 @@
 #define AW_IO_TIMEOUT_MS 60000 /* no progress on a body read or a response write: close */
 #define AW_ACCEPT_PAUSE_MS 100 /* out of descriptors: accept again after this */
 #define AW_WRITE_DELAY_NS 1000000 /* the answers of a turn wait at most this for its writes */
+#define AW_STOP_MAX_S 1e9         /* a stop's timeout or delay, at most (seconds: "never") */
 
 /* ---- what connections report ------------------------------------------------------------- */
 
@@ -94,6 +95,13 @@ int aw_server_failed(const aw_server_t *s)
 int aw_server_stopping(const aw_server_t *s)
 {
     return __atomic_load_n(&s->stopping, __ATOMIC_RELAXED);
+}
+
+/* The health check (--health-path) answers 503: a stop of the server was asked for, not the
+ * retirement of one worker among others that go on serving. */
+int aw_server_health_failing(const aw_server_t *s)
+{
+    return __atomic_load_n(&s->health_failing, __ATOMIC_RELAXED);
 }
 
 /* Drop obj now if this thread holds the GIL, else on a thread of the pool. */
@@ -185,6 +193,16 @@ static void listeners_watch(aw_server_t *s, int on)
                            l->io.fd, strerror(-r));
     }
     s->accepting = on;
+}
+
+/* Whether the listening sockets are still open (they close once the server stops accepting). */
+static int listening(const aw_server_t *s)
+{
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].io.fd >= 0)
+            return 1;
+    }
+    return 0;
 }
 
 static void listeners_close(aw_server_t *s)
@@ -279,7 +297,9 @@ static int next_timeout_ms(aw_server_t *s)
     }
     if (s->stopping && (first < 0 || s->stop_deadline_ms < first))
         first = s->stop_deadline_ms;
-    if (!s->accepting && !s->stopping && (first < 0 || s->accept_resume_ms < first))
+    if (s->stopping && listening(s) && s->accept_until_ms < first)
+        first = s->accept_until_ms; /* the end of the shutdown delay (before the deadline) */
+    if (!s->accepting && listening(s) && (first < 0 || s->accept_resume_ms < first))
         first = s->accept_resume_ms;
     if (first < 0)
         return 1000;
@@ -287,9 +307,8 @@ static int next_timeout_ms(aw_server_t *s)
     return wait < 0 ? 0 : (wait > 1000 ? 1000 : (int)wait);
 }
 
-/* Close every connection, or only the idle ones: every open connection is on one timer list
- * (conn.c), so the lists find them all. The busy ones close after their current response. */
-static void close_connections(aw_server_t *s, int only_idle)
+/* Close every connection: every open one is on a timer list (conn.c), or READY. */
+static void close_connections(aw_server_t *s)
 {
     aw_tlist_t *lists[N_TLISTS];
     tlists(s, lists);
@@ -297,29 +316,45 @@ static void close_connections(aw_server_t *s, int only_idle)
         aw_timer_t *t = lists[i]->head;
         while (t) {
             aw_timer_t *next = t->next;
-            aw_conn_t *c = aw_container_of(t, aw_conn_t, timer);
-            if (!only_idle || aw_conn_is_idle(c))
-                aw_conn_close(c);
+            aw_conn_close(aw_container_of(t, aw_conn_t, timer));
             t = next;
         }
     }
-    while (!only_idle && s->ready.head)
+    while (s->ready.head)
         aw_conn_close(s->ready.head); /* READY: on no timer list */
 }
 
-static void begin_stop(aw_server_t *s, aw_stop_t how, double timeout)
+/* A stop begins, or another comes. Graceful: from now on every response says Connection:
+ * close and the health check answers 503; the listeners stay open for the shutdown delay (a
+ * load balancer seeing the health check fail sends no more meanwhile), then close; the
+ * connections finish what they carry, and those between requests close at the end of their
+ * keep-alive (conn.c), never under a request on its way. The graceful timeout counts from the
+ * end of the delay. Another graceful stop can only shorten the delay (SIGINT after SIGTERM);
+ * an immediate one ends everything at once. */
+static void begin_stop(aw_server_t *s, aw_stop_t how, double timeout, double delay)
 {
-    listeners_close(s);
-    if (how == AW_STOP_NOW) {
-        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
-        s->stop_deadline_ms = s->loop.now_ms;
-        return;
-    }
+    long long now = s->loop.now_ms;
+    long long until = how == AW_STOP_NOW ? now : now + (long long)(delay * 1000);
     if (!s->stopping) {
-        __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
-        s->stop_deadline_ms = s->loop.now_ms + (long long)(timeout * 1000);
+        s->accept_until_ms = until;
+        s->stop_deadline_ms = until + (long long)(timeout * 1000);
+    } else if (until < s->accept_until_ms) {
+        s->stop_deadline_ms -= s->accept_until_ms - until;
+        s->accept_until_ms = until;
     }
-    close_connections(s, 1);
+    if (how == AW_STOP_NOW)
+        s->stop_deadline_ms = now;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
+}
+
+/* Where a stop stands: once the shutdown delay is over the listeners close, and the loop is
+ * done when no connection is left or the graceful timeout has passed. Returns 1 then. */
+static int stop_done(aw_server_t *s)
+{
+    if (!s->stopping || s->loop.now_ms < s->accept_until_ms)
+        return 0;
+    listeners_close(s);
+    return s->nconns == 0 || s->loop.now_ms >= s->stop_deadline_ms;
 }
 
 /* ---- the loop ---------------------------------------------------------------------------- */
@@ -387,16 +422,17 @@ void aw_server_take_back(aw_server_t *s)
 static void take_stop_request(aw_server_t *s)
 {
     aw_stop_t req = __atomic_exchange_n(&s->stop_req, AW_STOP_NONE, __ATOMIC_ACQ_REL);
-    double timeout;
+    double timeout, delay;
     __atomic_load(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
+    __atomic_load(&s->stop_delay, &delay, __ATOMIC_RELAXED);
     if (req != AW_STOP_NONE)
-        begin_stop(s, req, timeout);
+        begin_stop(s, req, timeout, delay);
 }
 
 static int turn(aw_server_t *s, struct epoll_event *events)
 {
     take_stop_request(s);
-    if (s->stopping && (s->nconns == 0 || s->loop.now_ms >= s->stop_deadline_ms))
+    if (stop_done(s))
         return 1;
     long long timeout = next_timeout_ms(s) * 1000000LL;
     long long tick = s->threads ? aw_threads_tick(s->threads) : -1;
@@ -407,6 +443,7 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     if (!s->threads && check_signals(s) < 0)
         return 1;
     take_stop_request(s); /* one that came during the wait: before accepting what came too */
+    stop_done(s);         /* (a delay that ended during the wait, likewise) */
     /* handed-back connections first: a client's next request may be among the events */
     if (s->threads)
         aw_server_take_back(s);
@@ -424,7 +461,7 @@ static int turn(aw_server_t *s, struct epoll_event *events)
         aw_server_take_back(s);
     if (!aw_server_failed(s)) {
         expire_timers(s);
-        if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
+        if (!s->accepting && listening(s) && s->loop.now_ms >= s->accept_resume_ms)
             listeners_watch(s, 1);
     }
     aw_conn_reap(s);
@@ -449,7 +486,7 @@ static void run_pool(aw_server_t *s, struct epoll_event *events)
     PyThreadState *ts = PyEval_SaveThread();
     while (turn(s, events) == 0) {
     }
-    close_connections(s, 0); /* their Python side goes to the pool, which finishes its queue */
+    close_connections(s); /* their Python side goes to the pool, which finishes its queue */
     aw_conn_reap(s);
     listeners_close(s);
     /* the graceful timeout's rest, and at least a second (idle threads only have to notice) */
@@ -541,7 +578,7 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
     else
         while (turn(s, events) == 0) {
         }
-    close_connections(s, 0);
+    close_connections(s);
     aw_conn_write_all(s);
     aw_conn_reap(s);
     listeners_close(s);
@@ -559,18 +596,29 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
 
 static PyObject *Server_stop(aw_server_t *s, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"graceful", "timeout", NULL};
-    int graceful = 1;
-    double timeout = 30.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:stop", kwlist, &graceful, &timeout))
+    static char *kwlist[] = {"graceful", "timeout", "delay", "fail_health", NULL};
+    int graceful = 1, fail_health = 1;
+    double timeout = 30.0, delay = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pddp:stop", kwlist, &graceful, &timeout,
+                                     &delay, &fail_health))
         return NULL;
+    if (!(timeout >= 0) || !(delay >= 0)) { /* (NaN too) */
+        PyErr_SetString(PyExc_ValueError, "timeout and delay must be numbers of seconds >= 0");
+        return NULL;
+    }
+    timeout = timeout < AW_STOP_MAX_S ? timeout : AW_STOP_MAX_S; /* milliseconds fit */
+    delay = delay < AW_STOP_MAX_S ? delay : AW_STOP_MAX_S;
     __atomic_store(&s->stop_timeout, &timeout, __ATOMIC_RELAXED);
-    /* Stop accepting at once, even if the loop is busy in an app call, so that new connections
-     * are refused rather than parked in the backlog. Safe from any thread: every accept and
-     * epoll_ctl on a listener happens with the GIL held, as here, and a listener event still
-     * queued in the loop's batch is ignored once accepting is off. The loop of a pool holds no
-     * GIL and is never busy in an app call: it closes them itself, on its next turn. */
-    if (s->loop.epfd >= 0 && s->opt.threads == 1)
+    __atomic_store(&s->stop_delay, &delay, __ATOMIC_RELAXED);
+    if (fail_health) /* (a retirement leaves the health check to a stop that may follow) */
+        __atomic_store_n(&s->health_failing, 1, __ATOMIC_RELAXED);
+    /* Stop accepting at once (unless after a delay), even if the loop is busy in an app call,
+     * so that new connections are refused rather than parked in the backlog. Safe from any
+     * thread: every accept and epoll_ctl on a listener happens with the GIL held, as here, and
+     * a listener event still queued in the loop's batch is ignored once accepting is off. The
+     * loop of a pool holds no GIL and is never busy in an app call: it closes them itself, on
+     * its next turn. */
+    if (s->loop.epfd >= 0 && s->opt.threads == 1 && (!graceful || delay == 0))
         listeners_close(s);
     /* an immediate stop wins over a graceful one already asked for */
     aw_stop_t want = graceful ? AW_STOP_GRACEFUL : AW_STOP_NOW;
@@ -683,10 +731,12 @@ static int socket_names(int fd, int *family, PyObject **name, PyObject **port, P
     return *name && *port ? 0 : -1;
 }
 
-static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObject *scheme)
+static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObject *scheme,
+                          aw_proxy_mode_t proxy)
 {
     PyObject *name = NULL, *port = NULL;
     l->srv = s;
+    l->proxy = proxy;
     l->io = (aw_io_t){.fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3), .on_event = on_accept};
     int flags = l->io.fd >= 0 ? fcntl(l->io.fd, F_GETFL) : -1;
     if (flags < 0 || fcntl(l->io.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
@@ -703,7 +753,8 @@ static int setup_listener(aw_server_t *s, aw_listener_t *l, int caller_fd, PyObj
     return l->environ_tpl ? 0 : -1;
 }
 
-static int setup_listeners(aw_server_t *s, PyObject *sockets, PyObject *scheme)
+static int setup_listeners(aw_server_t *s, PyObject *sockets, PyObject *scheme,
+                           aw_proxy_mode_t proxy)
 {
     PyObject *fast = PySequence_Fast(sockets, "sockets must be a sequence of file descriptors");
     if (!fast)
@@ -723,7 +774,7 @@ static int setup_listeners(aw_server_t *s, PyObject *sockets, PyObject *scheme)
         if (fd < 0)
             goto error;
         s->nlisteners = (int)i + 1;
-        if (setup_listener(s, &s->listeners[i], fd, scheme) < 0)
+        if (setup_listener(s, &s->listeners[i], fd, scheme, proxy) < 0)
             goto error;
     }
     Py_DECREF(fast);
@@ -799,29 +850,64 @@ static void setup_timers(aw_server_t *s)
 /* The keyword arguments: the option table's (options.c), then the objects. */
 typedef struct {
     PyObject *app, *sockets, *url_scheme, *allow, *errors, *log, *access_log, *heartbeat;
-    PyObject *statics, *metrics;
+    PyObject *statics, *metrics, *health_path;
+    const char *proxy_protocol;
 } aw_init_args_t;
 
 static int parse_args(aw_server_t *s, PyObject *args, PyObject *kwds, aw_init_args_t *a)
 {
     static char *kwlist[] = {"app", "sockets", "url_scheme", "forwarded_allow_ips", "errors",
-                             "log", "access_log", "heartbeat", "static", "metrics", NULL};
+                             "log", "access_log", "heartbeat", "static", "metrics",
+                             "proxy_protocol", "health_path", NULL};
     *a = (aw_init_args_t){.errors = Py_None, .log = Py_None, .access_log = Py_None,
-                          .heartbeat = Py_None, .metrics = Py_None};
+                          .heartbeat = Py_None, .metrics = Py_None, .health_path = Py_None,
+                          .proxy_protocol = "off"};
     PyObject *rest = kwds ? PyDict_Copy(kwds) : PyDict_New();
     if (!rest)
         return -1;
     int ok = aw_options_parse(&s->opt, rest) == 0 &&
-             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOOOO:Server", kwlist, &a->app,
+             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOOOOsO:Server", kwlist, &a->app,
                                          &a->sockets, &a->url_scheme, &a->allow, &a->errors,
                                          &a->log, &a->access_log, &a->heartbeat, &a->statics,
-                                         &a->metrics);
+                                         &a->metrics, &a->proxy_protocol, &a->health_path);
     Py_DECREF(rest);
     if (ok && !PyCallable_Check(a->app)) {
         PyErr_SetString(PyExc_TypeError, "app must be callable");
         ok = 0;
     }
     return ok ? 0 : -1;
+}
+
+/* health_path: None, or a URL path ("/healthz") of at most AW_PATH_IS_MAX bytes, without
+ * query, fragment, spaces or control characters, matched against the decoded path. */
+static int setup_health(aw_server_t *s, PyObject *path)
+{
+    Py_ssize_t n = 0;
+    if (Py_IsNone(path))
+        return 0;
+    const char *p = PyUnicode_Check(path) ? PyUnicode_AsUTF8AndSize(path, &n) : NULL;
+    if (!p && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "health_path must be a str or None, not %.100s",
+                     Py_TYPE(path)->tp_name);
+    if (!p)
+        return -1;
+    int ok = n >= 1 && n <= AW_PATH_IS_MAX && p[0] == '/';
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        ok = ch > ' ' && ch != 0x7f && ch != '?' && ch != '#';
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "health_path %R is not a URL path such as '/healthz' "
+                     "(at most %d bytes, no query)", path, AW_PATH_IS_MAX);
+        return -1;
+    }
+    if (!(s->health_path = PyMem_Malloc((size_t)n + 1))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(s->health_path, p, (size_t)n + 1);
+    s->health_len = (size_t)n;
+    return 0;
 }
 
 static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
@@ -833,8 +919,14 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
     }
     if (parse_args(s, args, kwds, &a) < 0)
         return -1;
+    aw_proxy_mode_t proxy;
+    if (aw_proxy_mode(a.proxy_protocol, &proxy) < 0) {
+        PyErr_Format(PyExc_ValueError, "proxy_protocol must be 'v1', 'v2', 'auto' or 'off', "
+                     "not '%.50s'", a.proxy_protocol);
+        return -1;
+    }
     int streams = app_streams(a.app);
-    if (streams < 0)
+    if (streams < 0 || setup_health(s, a.health_path) < 0)
         return -1;
     s->stream_input = s->opt.stream_input || streams;
     s->app = Py_NewRef(a.app);
@@ -860,7 +952,7 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    return setup_listeners(s, a.sockets, a.url_scheme ? a.url_scheme : s->st->v_http);
+    return setup_listeners(s, a.sockets, a.url_scheme ? a.url_scheme : s->st->v_http, proxy);
 }
 
 static PyObject *Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -914,6 +1006,7 @@ static void Server_dealloc(aw_server_t *s)
     }
     Server_clear(s);
     PyMem_Free(s->listeners);
+    PyMem_Free(s->health_path);
     if (s->has_heartbeat)
         PyBuffer_Release(&s->heartbeat);
     if (s->metrics)
@@ -945,7 +1038,9 @@ static PyMethodDef Server_methods[] = {
     {"run", (PyCFunction)Server_run, METH_NOARGS,
      "Serve until stop() or max_requests; the GIL is released while waiting for events."},
     {"stop", (PyCFunction)(void (*)(void))Server_stop, METH_VARARGS | METH_KEYWORDS,
-     "stop(graceful=True, timeout=30.0): ask the loop to stop; safe from any thread."},
+     "stop(graceful=True, timeout=30.0, delay=0.0, fail_health=True): ask the loop to stop "
+     "(after serving on for delay seconds, failing the health check unless fail_health is "
+     "false); safe from any thread."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,7 @@
 #include "module.h"
 #include "options.h"
 #include "pool.h"
+#include "proxy.h"
 #include "response.h"
 #include "static.h"
 #include "threads.h"
@@ -26,6 +27,7 @@ typedef struct aw_listener {
     aw_io_t io;          /* io.fd is our dup() of the caller's socket, -1 once closed */
     aw_server_t *srv;
     int family;
+    aw_proxy_mode_t proxy; /* --proxy-protocol: the header every connection begins with */
     PyObject *environ_tpl; /* the constant entries of every environ it produces */
 } aw_listener_t;
 
@@ -48,6 +50,8 @@ struct aw_server {
     aw_trust_t trust;
     aw_static_t *statics;  /* the --static mounts, or NULL */
     aw_metrics_t *metrics; /* the counters the master reads (--metrics-bind), or NULL */
+    char *health_path;     /* --health-path (UTF-8), or NULL */
+    size_t health_len;
     /* shared with connections */
     aw_loop_t loop;
     aw_pool_t pool;
@@ -71,8 +75,10 @@ struct aw_server {
     unsigned long long requests;
     int running, stopping, accepting; /* stopping: atomic (read by app threads) */
     long long stop_deadline_ms, accept_resume_ms;
+    long long accept_until_ms; /* stopping: the listeners close then (--shutdown-delay) */
     aw_stop_t stop_req; /* atomic: set by stop(), taken by the loop */
-    double stop_timeout;
+    int health_failing; /* atomic: set by stop() unless fail_health=False (a retirement) */
+    double stop_timeout, stop_delay;
     PyObject *fatal; /* a BaseException (KeyboardInterrupt, SystemExit) for run() to raise */
     int failed;      /* atomic: fatal is set */
     int loop_errno;  /* epoll failed (run() raises OSError) */
@@ -87,6 +93,7 @@ void aw_server_heartbeat(aw_server_t *s, int slot, int busy);
 void aw_server_set_fatal(aw_server_t *s);
 int aw_server_failed(const aw_server_t *s);
 int aw_server_stopping(const aw_server_t *s);
+int aw_server_health_failing(const aw_server_t *s);
 void aw_server_release(void *server, void *ref);
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
 void aw_server_take_back(aw_server_t *s);

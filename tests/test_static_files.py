@@ -224,6 +224,20 @@ def test_a_405_to_a_request_with_a_body_closes_the_connection(server):
         assert c.peer_closed()
 
 
+# The end of a request answered from a file came after its answer, and marked the next
+# request's body as read: a body after a pipelined static request was then read as a request.
+def test_a_body_after_a_pipelined_static_request_is_never_read_as_a_request(server):
+    smuggled = build_request("GET", "/hello/")
+    with RawClient(server.address) as c:
+        c.send(build_request("GET", "/static/app.css") +
+               build_request("POST", "/static/app.css",
+                             [("Content-Length", str(len(smuggled)))], smuggled))
+        assert c.read_response().status == 200
+        r = c.read_response()
+        assert r.status == 405 and r.header("Connection") == "close"
+        assert c.peer_closed() and not c.buf  # and nothing answered the body
+
+
 @pytest.mark.parametrize("target, headers, status", [
     ("/static/app.css", (), 200),
     ("/static/big.bin", [("Range", "bytes=0-9")], 206),

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.client import build_request
-from tests.support.server import ROUTER, RSS_MEANINGFUL
+from tests.support.server import ROUTER, RSS_MEANINGFUL, unique_id
 from tests.support.waits import SLOW, scaled, wait_for
 
 
@@ -202,6 +202,30 @@ def test_keepalive_timeout_closes_an_idle_connection(start):
         assert c.peer_closed(10), "an idle keep-alive connection was kept open"
         assert not c.buf
     assert time.monotonic() - started >= 0.5  # not closed at once: it was idle first
+
+
+# The keep-alive deadline is checked after the turn's events, with the clock read when the
+# loop woke: a request that arrived on an idle connection while the loop was busy in that turn
+# (an app call) was closed under, unread (the client saw a reset, as behind a load balancer
+# when a worker retires); a connection with bytes waiting is not idle.
+def test_a_request_that_arrives_as_the_keep_alive_runs_out_is_answered(start, tmp_path):
+    srv = start.apps(ROUTER, keepalive=0.5, threads=1)  # the app runs on the loop's thread
+    first, second = tmp_path / "first", tmp_path / "second"
+    ident = unique_id()
+    with srv.client() as idle, srv.client() as busy1, srv.client() as busy2:
+        idle.request("GET", "/hello/")
+        assert idle.read_response().status == 200  # idle from now: 0.5 s of keep-alive
+        busy1.request("GET", "/gate/?id=%s&open=%s" % (ident, first))
+        assert srv.wait_event(ident, "entered")  # the loop is in the app
+        busy2.request("GET", "/gate/?id=%s&open=%s" % (ident, second))
+        time.sleep(0.7)  # past the idle connection's deadline
+        first.touch()  # the loop's next turn wakes for busy2, the deadline passed
+        assert srv.wait_event(ident, "entered", count=2)
+        idle.request("GET", "/hello/")  # arrives during that turn
+        second.touch()
+        resp = idle.read_response()
+        assert resp.status == 200 and resp.body == b"Hello, world!\n"
+        assert busy1.read_response().status == 200 and busy2.read_response().status == 200
 
 
 def test_keepalive_timeout_does_not_cut_a_slow_app(start):

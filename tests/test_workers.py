@@ -9,7 +9,7 @@ import threading
 import time
 
 from tests.support.client import get, get_json
-from tests.support.server import ROUTER, distinct_worker_pids, write_cli_app
+from tests.support.server import ROUTER, distinct_worker_pids, sockets_of, write_cli_app
 from tests.support.waits import wait_for
 
 
@@ -162,6 +162,28 @@ def test_sighup_reloads_edited_source_without_failed_requests(start, tmp_path):
     assert not old_pids & set(server.children())
     assert len(server.children()) == 2
     assert "Reloading" in server.stderr()
+
+
+# A worker a reload retires used to close its connections between requests at once: a load
+# balancer sending a request on one at that moment lost it (issue 18).  It answers that
+# request (saying Connection: close), or closes once the connection is idle past --keepalive.
+def test_a_retiring_workers_kept_alive_connection_is_answered_before_it_closes(start):
+    server = start.cli("-b", "127.0.0.1:0", "-w", "1", "--keepalive", "30", "app:app")
+    with server.client() as c:
+        c.request("GET", "/before")
+        old = c.read_response().json()["pid"]
+        serving = sockets_of(old)
+        server.signal(signal.SIGHUP)
+        # retired once the new worker serves: it closes its listening sockets, not ours
+        assert wait_for(lambda: sockets_of(old) < serving, timeout=20), server.stderr()
+        assert get_json(server.address)["pid"] != old
+        assert c.nothing_received(0.3)  # still open
+        c.request("GET", "/after")
+        resp = c.read_response()
+        assert resp.status == 200 and resp.json()["pid"] == old
+        assert "close" in resp.connection_tokens()
+        assert c.peer_closed(10)
+    assert wait_for(lambda: old not in server.children(), timeout=10)
 
 
 def test_sighup_with_broken_source_keeps_the_running_workers(start, tmp_path):

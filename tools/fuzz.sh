@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Build three libFuzzer targets (ASan+UBSan, clang) and fuzz each for a bounded time:
+# Build four libFuzzer targets (ASan+UBSan, clang) and fuzz each for a bounded time:
 #   fuzz_conn    csrc/fuzz/fuzz_conn.c with every core source and llhttp's compiled in and
-#                CPython embedded: the whole request path of a connection (1/2 of the time);
+#                CPython embedded: the whole request path of a connection, a PROXY header
+#                and the health check included (1/2 of the time);
 #   fuzz_parser  csrc/fuzz/fuzz_parser.c with parser.c and llhttp only, compiled without
-#                Python's headers on the include path: the parser alone (1/4 of the time);
+#                Python's headers on the include path: the parser alone (1/6 of the time);
 #   fuzz_static  csrc/fuzz/fuzz_static.c with the --static sources (static.c, filecache.c,
 #                mime.c, http.c), parser.c and llhttp, without Python's headers: the answer
-#                to a request under a static prefix, against a site with symlinks out (1/4).
+#                to a request under a static prefix, against a site with symlinks out (1/6);
+#   fuzz_proxy   csrc/fuzz/fuzz_proxy.c with proxy.c alone, without Python's headers: the
+#                PROXY protocol header, v1 and v2 (1/6).
 #
 # Usage: tools/fuzz.sh [SECONDS]   (default 60; 0 only builds and replays the seed corpus)
 # Environment: CLANG (clang), PYTHON (python3).
@@ -19,7 +22,8 @@ SECONDS_TO_RUN=${1:-60}
 CLANG=${CLANG:-clang}
 PYTHON=${PYTHON:-python3}
 OUT=build/fuzz
-mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/parser-corpus" "$OUT/static-corpus" "$OUT/crashes"
+mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/parser-corpus" "$OUT/static-corpus" \
+  "$OUT/proxy-corpus" "$OUT/crashes"
 
 LLHTTP_SRC=${LLHTTP_SRC:-/usr/share/llhttp}
 LLHTTP_INC=${LLHTTP_INC:-}
@@ -59,6 +63,9 @@ echo "fuzz: built $OUT/fuzz_parser"
 "$CLANG" $BASEFLAGS $WARN -Werror csrc/static.c csrc/filecache.c csrc/mime.c csrc/http.c \
   csrc/parser.c csrc/fuzz/fuzz_static.c "${llhttp[@]}" -o "$OUT/fuzz_static"
 echo "fuzz: built $OUT/fuzz_static"
+# the PROXY protocol header alone, likewise
+"$CLANG" $BASEFLAGS $WARN -Werror csrc/proxy.c csrc/fuzz/fuzz_proxy.c -o "$OUT/fuzz_proxy"
+echo "fuzz: built $OUT/fuzz_proxy"
 
 # CPython is not instrumented and frees some memory only at exit: no leak checking.
 export ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=0:${ASAN_OPTIONS:-}"
@@ -69,15 +76,18 @@ if [ "$SECONDS_TO_RUN" = 0 ]; then
   "$OUT/fuzz_conn" "${args[@]}" -runs=0 tests/fuzz_corpus
   "$OUT/fuzz_parser" "${args[@]}" -runs=0 tests/fuzz_corpus
   "$OUT/fuzz_static" "${args[@]}" -runs=0 tests/fuzz_corpus
+  "$OUT/fuzz_proxy" "${args[@]}" -runs=0 tests/fuzz_corpus
 else
   "$OUT/fuzz_conn" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN / 2 )) \
     "$OUT/corpus" tests/fuzz_corpus
-  # the same seeds mean something to the parser and the static files too (their first bytes
-  # are a header, the rest a request)
-  "$OUT/fuzz_parser" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN / 4 )) \
+  # the same seeds mean something to the parser, the static files and the PROXY header too
+  # (their first bytes are a header, the rest a request)
+  "$OUT/fuzz_parser" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN / 6 )) \
     "$OUT/parser-corpus" tests/fuzz_corpus
-  "$OUT/fuzz_static" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN - SECONDS_TO_RUN / 2 - SECONDS_TO_RUN / 4 )) \
+  "$OUT/fuzz_static" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN / 6 )) \
     "$OUT/static-corpus" tests/fuzz_corpus
+  "$OUT/fuzz_proxy" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN - SECONDS_TO_RUN / 2 - 2 * (SECONDS_TO_RUN / 6) )) \
+    "$OUT/proxy-corpus" tests/fuzz_corpus
 fi
 if compgen -G "$OUT/crashes/*" >/dev/null; then
   echo "fuzz: crashing inputs in $OUT/crashes:"; ls -l "$OUT/crashes"; exit 1

@@ -1,9 +1,11 @@
 """Writes the seed corpus of csrc/fuzz/fuzz_conn.c to tests/fuzz_corpus/ (run from the repo
-root). Each file: a flags byte (bit 0 streaming server, bit 1 half-close), a write-size byte
-(0: all at once), then the client's bytes.  fuzz_parser and fuzz_static read the same files
-their own way (see their opening comments)."""
+root). Each file: a flags byte (bit 0 streaming server, bit 1 half-close, bit 2 the server
+behind a PROXY header), a write-size byte (0: all at once), then the client's bytes.
+fuzz_parser, fuzz_static and fuzz_proxy read the same files their own way (see their opening
+comments)."""
 
 import os
+import struct
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fuzz_corpus")
 
@@ -85,6 +87,31 @@ SEEDS = {
     + req(path=b"/s/fifo") + req(b"POST", b"/s/a.css", headers=[b"Content-Length: 1"],
                                  body=b"x"),
 }
+V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2(command=0x21, family=0x11, addresses=b"", tlvs=b""):
+    body = addresses + tlvs
+    return V2 + bytes([command, family]) + struct.pack("!H", len(body)) + body
+
+
+INET = bytes([203, 0, 113, 7, 192, 0, 2, 1]) + struct.pack("!HH", 40001, 443)
+SSL = b"\x20" + struct.pack("!H", 14) + b"\x01\0\0\0\0" + b"\x21\x00\x06TLSv13"
+# for the server behind a PROXY header (csrc/fuzz/fuzz_conn.c: bit 2), and fuzz_proxy
+PROXIED = {
+    "proxy-v1": b"PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n" + req(path=b"/e") + req(),
+    "proxy-v1-tcp6": b"PROXY TCP6 2001:db8::7 2001:db8::1 5 443\r\n" + req(path=b"/e"),
+    "proxy-v1-unknown": b"PROXY UNKNOWN ffff::1 ::1 65535 65535\r\n" + req(path=b"/h"),
+    "proxy-v1-bad": b"PROXY TCP4 203.0.113.07 192.0.2.1 040001 443\n" + req(),
+    "proxy-v2-ssl": v2(addresses=INET, tlvs=SSL) + req(path=b"/e") + req(b"HEAD", b"/h"),
+    "proxy-v2-local": v2(command=0x20, family=0) + req(path=b"/h?probe"),
+    "proxy-v2-unix": v2(family=0x31, addresses=b"/c".ljust(108, b"\0") * 2) + req(),
+    "proxy-v2-crc-wrong": v2(addresses=INET, tlvs=b"\x03\x00\x04\x4d\x1f\x9e\x2a") + req(),
+    "proxy-v2-tlv-cut": v2(addresses=INET, tlvs=b"\x20\x00\x09\x01") + req(),
+    "proxy-missing": req() + req(path=b"/h"),
+    "health": req(path=b"/h") + req(b"POST", b"/h", headers=[b"Content-Length: 1"],
+                                     body=b"x"),
+}
 STREAMING = {
     "stream-chunked": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
                           body=chunked(b"a" * 100, b"b" * 3000, b"c")),
@@ -107,6 +134,10 @@ def main():
                 f.write(bytes([flags, step]) + data)
     for name, data in STREAMING.items():
         for flags, step, suffix in ((1, 0, ""), (3, 13, "-split")):
+            with open(os.path.join(OUT, name + suffix), "wb") as f:
+                f.write(bytes([flags, step]) + data)
+    for name, data in PROXIED.items():
+        for flags, step, suffix in ((4, 0, ""), (6, 5, "-split")):
             with open(os.path.join(OUT, name + suffix), "wb") as f:
                 f.write(bytes([flags, step]) + data)
 

@@ -60,10 +60,11 @@ git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t 
 ls "$TREE"/aiowsgi/_core*.so >/dev/null
 
 # Programs the tests run besides python get the real thing without the sanitizer's runtime
-# (curl hangs with libasan preloaded; dash and curl crash with libtsan): a wrapper in python,
-# which runs with either, drops it and execs the program.
+# (curl hangs with libasan preloaded; dash and curl crash with libtsan; HAProxy's own threads
+# would be reported): a wrapper in python, which runs with either, drops it and execs the
+# program.
 mkdir -p "$OUT/bin"
-for tool in curl nginx; do
+for tool in curl nginx haproxy; do
   real=$(command -v "$tool" || { [ -x /usr/sbin/$tool ] && echo /usr/sbin/$tool; } || true)
   [ -n "$real" ] || continue
   "$PYTHON" - "$PYTHON" "$real" "$OUT/bin/$tool" <<'PY'

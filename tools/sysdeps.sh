@@ -7,7 +7,9 @@
 #
 # Usage: tools/sysdeps.sh PYTHON SET...
 #   build      PYTHON's venv module and headers, llhttp, the CA certificates pip needs
-#   test       curl, nginx and prometheus, which the tests drive
+#   test       curl, nginx, prometheus and haproxy, which the tests drive; iproute2 (`ip
+#              netns`, for the test of several hosts); systemd (`systemd-analyze verify` of
+#              the example units)
 #   hardening  clang with libFuzzer, valgrind, Debian's python3-dbg with pytest and setuptools
 # Without apt-get (not Debian), or not root, it names what is missing and fails.
 set -euo pipefail
@@ -44,6 +46,9 @@ check_test() {
   has_tool curl || missing+=(curl)
   has_tool nginx || missing+=(nginx)
   has_tool prometheus || missing+=(prometheus)  # scrapes --metrics-bind in tests/test_metrics.py
+  has_tool haproxy || missing+=(haproxy)  # in front of several hosts: tests/test_many_hosts.py
+  has_tool ip || missing+=(iproute2)      # their network namespaces, ditto
+  has_tool systemd-analyze || missing+=(systemd)  # tests/test_deploy_examples.py
 }
 
 check_hardening() {

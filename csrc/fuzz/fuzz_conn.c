@@ -9,12 +9,14 @@
  * Not compiled into the extension (setup.py takes only the .c files directly in csrc):
  * see tools/fuzz.sh. csrc/fuzz/fuzz_parser.c fuzzes the parser alone, without CPython.
  *
- * Input format: byte 0 flags (bit 0 streaming server, bit 1 half-close before the end),
- * byte 1 the size of each client write (0: everything at once), then the client's bytes.
+ * Input format: byte 0 flags (bit 0 streaming server, bit 1 half-close before the end, bit 2
+ * the server that reads a PROXY header first), byte 1 the size of each client write (0:
+ * everything at once), then the client's bytes. Every server answers /h as its health check.
  *
  * Besides ASan/UBSan it checks, after every input: no Python exception escaped into the
- * loop, a live connection is on a timeout list (else nothing would ever wake or expire it),
- * and no file descriptor was leaked.
+ * loop nor out of the turn's writes, a live connection is on a timeout list (else nothing
+ * would ever wake or expire it; in APP_FLUSH, until the turn's writes, on their list), and no
+ * file descriptor was leaked.
  */
 #include "../conn.h"
 #include "../server.h"
@@ -30,7 +32,8 @@
 
 PyMODINIT_FUNC PyInit__core(void);
 
-static aw_server_t *servers[2]; /* [0] buffered, [1] streaming; owned by __main__ */
+static aw_server_t *servers[3]; /* [0] buffered, [1] streaming, [2] buffered behind a PROXY
+                                * header; owned by __main__ */
 
 static const char setup_code[] =
     "import io, socket, _aw_fuzz_core as core\n"
@@ -98,9 +101,10 @@ static const char setup_code[] =
     "errors = io.StringIO()\n"
     "opts = dict(header_timeout=1, keepalive=1, max_header_size=2048, max_body_size=20000,\n"
     "            spool_threshold=600, errors=errors, log=lambda *a: None,\n"
-    "            access_log=lambda *a: None)\n"
+    "            access_log=lambda *a: None, health_path='/h')\n"
     "servers = [core.Server(app, [listen.fileno()], **opts),\n"
-    "           core.Server(streaming_app, [listen.fileno()], **opts)]\n";
+    "           core.Server(streaming_app, [listen.fileno()], **opts),\n"
+    "           core.Server(app, [listen.fileno()], proxy_protocol='auto', **opts)]\n";
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -120,7 +124,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     Py_DECREF(r);
     PyObject *list = PyDict_GetItemString(globals, "servers"); // borrowed
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         servers[i] = (aw_server_t *)PyList_GetItem(list, i);
         servers[i]->date_len = aw_format_date(time(NULL), servers[i]->date);
     }
@@ -160,8 +164,12 @@ static void deliver(aw_server_t *s, aw_conn_t *c, size_t before, int client)
     check(!PyErr_Occurred(), "a Python exception escaped into the loop");
     if (s->nconns > before) /* a timer list, or (APP_FLUSH) the turn's write list */
         check(c->timer.list != NULL || c->dirty, "a live connection is on no timer list");
-    aw_conn_write_all(s); /* the loop's end of turn: its writes, then the closed */
-    aw_conn_reap(s);      /* connections' memory goes */
+    aw_conn_write_all(s); /* the loop's end of turn: its writes (an iterator's items go out
+                           * and it is pulled again), then the closed connections' memory */
+    check(!PyErr_Occurred(), "a Python exception escaped from the turn's writes");
+    if (s->nconns > before) /* the turn's writes done: a timer list */
+        check(c->timer.list != NULL, "a live connection is on no timer list after the writes");
+    aw_conn_reap(s);
     drain(client);
 }
 
@@ -169,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    aw_server_t *s = servers[data[0] & 1];
+    aw_server_t *s = servers[data[0] & 4 ? 2 : data[0] & 1];
     int half_close = (data[0] & 2) != 0;
     size_t step = data[1] ? data[1] : size;
     data += 2;
@@ -197,11 +205,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         shutdown(sv[1], SHUT_WR);
     for (int round = 0; s->nconns > before && round < 64; round++)
         deliver(s, c, before, sv[1]);
-    if (s->nconns > before) {
-        /* the connection waits for more bytes or for a timer: fire its timer */
+    /* the connection waits for more bytes or for a timer: fire its timer (a keep-alive timer
+     * that finds bytes waiting gives them their turns, under the header timer: fire it too) */
+    for (int timer = 0; s->nconns > before && timer < 2; timer++) {
         aw_conn_expire(c);
         aw_conn_reap(s);
         check(!PyErr_Occurred(), "a Python exception escaped from a timer");
+        for (int round = 0; s->nconns > before && round < 64; round++)
+            deliver(s, c, before, sv[1]);
     }
     check(s->nconns == before, "the connection survived its timer");
     close(sv[1]);

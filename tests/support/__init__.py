@@ -11,6 +11,9 @@
 - ``apps``: the WSGI apps the servers run (``router`` serves them all, ``stream_router`` the
   same with streaming input); ``serve`` runs them in ``aiowsgi.Server`` objects;
   ``core_server`` runs the router on ``aiowsgi._core.Server`` with a heartbeat.
+- ``haproxy``: a real HAProxy in front (``HAProxy``: its config, its sockets, what its health
+  checks say), started through the harness; ``netns``: hosts of their own, as network
+  namespaces or loopback addresses.
 
 tools/ runs the suite under sanitizers, valgrind and a debug CPython through the same
 harness (AIOWSGI_SLOW, AIOWSGI_SERVER_WRAPPER, AIOWSGI_SKIP_RSS_CHECKS).

@@ -429,11 +429,12 @@ def assert_served_promptly(latencies, typical=0.050, worst=1.0):
 
 
 def connection_refused(address):
-    """True if connecting to ``address`` is refused right now (nothing listens there)."""
+    """True if connecting to ``address`` is refused right now (nothing listens there).  A
+    reset counts: the connection was queued on a listening socket that closed meanwhile."""
     try:
         connect(address, timeout=5).close()
         return False
-    except (ConnectionRefusedError, FileNotFoundError):
+    except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
         return True
     except ConnectionResetError:  # queued as the listener closed: refused from now on, but
         return False              # this attempt does not say so; a wait_for asks again

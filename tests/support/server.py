@@ -101,6 +101,17 @@ def unique_id(prefix="t"):
     return "%s%s" % (prefix, uuid.uuid4().hex[:12])
 
 
+def sockets_of(pid):
+    """How many sockets process ``pid`` has open."""
+    count = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            count += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
 def proc_status_kib(pid, field):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
