@@ -321,6 +321,8 @@ class Master:
         """Stop a worker gracefully while the others serve: SIGUSR2, for it has no
         --shutdown-delay to wait and no health check to fail (the host is not going away)."""
         worker.stopping = True
+        error_log.info("Retiring worker %d (%s): it finishes its requests, then exits",
+                       worker.pid, worker.replace_for.replace("_", "-"))
         _kill(worker.pid, signal.SIGUSR2)
 
     def _check_rss(self) -> None:

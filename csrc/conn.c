@@ -172,8 +172,9 @@ aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct so
     set_state(c, AW_CONN_PROXY);
     if (!aw_peer_trusted(&c->peer, &s->trust, l->family == AF_UNIX)) {
         /* the PROXY protocol lets the peer name any client: only trusted ones may */
-        aw_log_message(&s->log, AW_LOG_WARNING, "connection from %s refused: --proxy-protocol "
-                       "is on and it is not in --forwarded-allow-ips", aw_peer_ip(&c->peer));
+        aw_log_peer_warning(&s->log, s->loop.now_ms, "connection from %s refused: "
+                            "--proxy-protocol is on and it is not in --forwarded-allow-ips",
+                            aw_peer_ip(&c->peer));
         aw_conn_close(c); /* freed at the end of the turn */
     }
     return c;
@@ -262,8 +263,9 @@ void aw_conn_expire(aw_conn_t *c)
         return;
     }
     if (c->state == AW_CONN_PROXY && c->rlen > 0)
-        aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed: no complete "
-                       "PROXY header within --header-timeout", aw_peer_ip(&c->peer));
+        aw_log_peer_warning(&c->srv->log, c->srv->loop.now_ms, "connection from %s closed: "
+                            "no complete PROXY header within --header-timeout",
+                            aw_peer_ip(&c->peer));
     else if (c->state == AW_CONN_HEAD && c->rlen > c->head_start) {
         /* part of a head arrived, too slowly: say so before closing (RFC 9110 15.5.9) */
         aw_resp_ctx_t ctx;
@@ -947,8 +949,8 @@ static int on_eof(aw_conn_t *c, int reset)
         return reset ? (aw_conn_close(c), AW_LEFT) : 0;
     case AW_CONN_PROXY:
         if (c->rlen > 0) /* (a port probe that sends nothing is not worth a line) */
-            aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed inside "
-                           "its PROXY header", aw_peer_ip(&c->peer));
+            aw_log_peer_warning(&c->srv->log, c->srv->loop.now_ms, "connection from %s closed "
+                                "inside its PROXY header", aw_peer_ip(&c->peer));
         break;
     case AW_CONN_BODY: /* the client stopped mid-request */
     case AW_CONN_APP:
@@ -984,8 +986,8 @@ static int take_proxy(aw_conn_t *c)
     if (r == 0)
         return 0;
     if (r < 0) {
-        aw_log_message(&c->srv->log, AW_LOG_WARNING, "connection from %s closed: %s",
-                       aw_peer_ip(&c->peer), aw_proxy_strerror(r));
+        aw_log_peer_warning(&c->srv->log, c->srv->loop.now_ms, "connection from %s closed: %s",
+                            aw_peer_ip(&c->peer), aw_proxy_strerror(r));
         aw_conn_close(c);
         return AW_LEFT;
     }

@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <time.h>
 
+#define AW_LOG_PEER_BURST 5 /* peer warnings logged a second, at most */
+
 static void call_log(aw_log_t *log, aw_level_t level, const char *msg, PyObject *exc)
 {
     PyObject *r = PyObject_CallFunction(log->log, "isO", (int)level, msg, exc);
@@ -42,6 +44,34 @@ void aw_log_exception(aw_log_t *log, const char *msg)
     Py_XDECREF(tb);
     PyErr_Clear();
     PyGILState_Release(g);
+}
+
+/* A warning about a connection, caused by what its peer sent or by who it is (a PROXY header
+ * refused, say): at most AW_LOG_PEER_BURST a second, so that a flood of such connections
+ * neither floods the log nor makes a thread pool's loop take the GIL for each. The next one
+ * logged says how many were left out meanwhile. Only the loop's thread calls it. */
+void aw_log_peer_warning(aw_log_t *log, long long now_ms, const char *fmt, ...)
+{
+    if (now_ms >= log->peer_window_ms + 1000) {
+        log->peer_window_ms = now_ms;
+        log->peer_logged = 0;
+    }
+    if (log->peer_logged >= AW_LOG_PEER_BURST) {
+        log->peer_left_out++;
+        return;
+    }
+    log->peer_logged++;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (log->peer_left_out)
+        aw_log_message(log, AW_LOG_WARNING, "%s (and %lu more such connections, not logged)",
+                       msg, log->peer_left_out);
+    else
+        aw_log_message(log, AW_LOG_WARNING, "%s", msg);
+    log->peer_left_out = 0;
 }
 
 /* A message at level; an exception already set is kept as it was. */

@@ -9,10 +9,13 @@ its health checks included.
 
 import http.client
 import json
+import math
+import re
 import socket
 import ssl
 import struct
 import sys
+import time
 
 import pytest
 
@@ -248,6 +251,25 @@ def test_an_untrusted_peer_is_refused_at_once(start):
         assert c.peer_closed(5) and not c.buf  # before it sent anything
     assert srv.wait_stderr("connection from 127.0.0.1 refused: --proxy-protocol is on and "
                            "it is not in --forwarded-allow-ips", 5), srv.stderr()
+
+
+def test_a_flood_of_refused_connections_is_logged_a_few_lines_a_second(start):
+    """Five lines a second at most; the next line counts those left out, so none goes unsaid
+    (a port scan against a --proxy-protocol listener must not flood the log)."""
+    srv = start.apps(ROUTER, proxy_protocol="v1", forwarded_allow_ips="10.9.9.9")
+    t0 = time.monotonic()
+    for _ in range(30):
+        with srv.client() as c:
+            assert c.peer_closed(5)
+    elapsed = time.monotonic() - t0
+    time.sleep(1.1)  # a new second: the next refusal is logged, with the count
+    with srv.client() as c:
+        assert c.peer_closed(5)
+    assert srv.wait_stderr("more such connections, not logged", 5), srv.stderr()
+    lines = [line for line in srv.stderr().splitlines() if "127.0.0.1 refused" in line]
+    left_out = sum(int(n) for n in re.findall(r"\(and (\d+) more such connections", srv.stderr()))
+    assert len(lines) + left_out == 31, srv.stderr()
+    assert len(lines) <= 5 * (math.ceil(elapsed) + 1) + 1, (elapsed, lines)
 
 
 def test_the_option_on_the_command_line_and_a_wrong_value(start, tmp_path):

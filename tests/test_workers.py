@@ -161,7 +161,10 @@ def test_sighup_reloads_edited_source_without_failed_requests(start, tmp_path):
     assert set(seen[seen.index("2-edited"):]) <= {"1", "2-edited"}
     assert not old_pids & set(server.children())
     assert len(server.children()) == 2
-    assert "Reloading" in server.stderr()
+    log = server.stderr()
+    assert "Reloading" in log
+    for pid in old_pids:  # the log says which workers went, and why
+        assert "Retiring worker %d (reload)" % pid in log
 
 
 # A worker a reload retires used to close its connections between requests at once: a load
