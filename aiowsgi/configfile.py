@@ -32,6 +32,7 @@ GUNICORN_NAMES = {
     "loglevel": "log_level",
     "preload_app": "preload",
     "reload_extra_files": "reload_extra_file",
+    "pidfile": "pid",
     "limit_request_line": "max_header_size",
     "limit_request_field_size": "max_header_size",
 }

@@ -48,7 +48,8 @@ def test_config_file_options_and_app_serve(start, tmp_path):
 def test_unknown_name_in_the_config_file_suggests_the_closest(tmp_path):
     write_cli_app(tmp_path)
     for written, meant in (("worker = 2", "workers"),
-                           ("accesslog = '-'", "access_log")):  # gunicorn's spelling
+                           ("accesslog = '-'", "access_log"),  # gunicorn's spellings
+                           ("pidfile = 'x.pid'", "pid")):
         write_config(tmp_path, written + "\n")
         name = written.split()[0]
         assert "unknown option %r in config file conf.py; did you mean %r?" % (name, meant) \
