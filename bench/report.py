@@ -26,11 +26,11 @@ def _ratio(a, b):
     return "%.2f" % (a / b) if a is not None and b else "n/a"
 
 
-def _best_peer(results, case, key="rps", exclude=("aiowsgi",)):
+def _best_peer(results, case, key="rps"):
     """The other WSGI server with the highest ``key`` on ``case``: (name, value)."""
     best = (None, None)
     for server in results["config"]["servers"]:
-        if server in exclude or server == REFERENCE:
+        if server.startswith("aiowsgi") or server == REFERENCE:
             continue
         v = _value(results, server, case, key)
         if v is not None and (best[1] is None or v > best[1]):
@@ -46,7 +46,7 @@ def targets(results):
     lines = ["## Targets", "",
              "Ratios are aiowsgi ÷ peer, medians of the runs above.  For CPU per request and RSS "
              "lower is better (ratio < 1 beats the peer); for requests/s higher is better.", ""]
-    if not any(k.startswith("aiowsgi|") for k in results["summary"]) \
+    if not any(k.startswith("aiowsgi") for k in results["summary"]) \
             and "aiowsgi" not in results.get("saturate", {}):
         lines += ["aiowsgi was not measured in this run, so no target can be checked.", ""]
     rows = []
@@ -104,10 +104,45 @@ def targets(results):
             b = _value(results, "bjoern", case, "cpu_us_per_req")
             rows.append(("%s hello @100: CPU per request vs bjoern" % framework, _ratio(a, b),
                          "%s vs %s µs" % (_fmt(a, 1), _fmt(b, 1))))
+    rows += thread_targets(results)
     if rows:
         lines += ["| target | ratio | medians |", "|---|---:|---|"]
         lines += ["| %s | %s | %s |" % row for row in rows]
     return lines
+
+
+def _ratio_row(results, label, case, key, mine, peer, unit):
+    a, b = _value(results, mine, case, key), _value(results, peer, case, key)
+    digits = 0 if key == "rps" else 1
+    return (label, _ratio(a, b), "%s vs %s %s" % (_fmt(a, digits), _fmt(b, digits), unit))
+
+
+def thread_targets(results):
+    """Issue 13's targets: the pool variants at the same thread count, and the pool's cost."""
+    rows = []
+    threads = results["config"].get("threads")
+    case = _find_case(results, "longio@100")
+    if case:
+        rows.append(_ratio_row(results, "longio @100, %s threads: req/s vs granian (goal ≥ 1)"
+                               % threads, case, "rps", "aiowsgi-threads", "granian-threads",
+                               "req/s"))
+        rows.append(_ratio_row(results, "longio @100, %s threads: CPU per request vs granian "
+                               "(goal ≤ 0.8)" % threads, case, "cpu_us_per_req",
+                               "aiowsgi-threads", "granian-threads", "µs"))
+    for case in results["config"]["cases"]:
+        if case.startswith("fortunes@"):
+            for peer, name, goal in (("granian-threads", "granian", "1.2"),
+                                     ("gunicorn-gthread", "gunicorn gthread", "2")):
+                rows.append(_ratio_row(
+                    results, "%s, %s threads: req/s vs %s (goal ≥ %s)" % (
+                        case.replace("@", " @"), threads, name, goal),
+                    case, "rps", "aiowsgi-threads", peer, "req/s"))
+    case = _find_case(results, "hello@100")
+    if case and _entry(results, "aiowsgi-threads4", case):
+        rows.append(_ratio_row(results, "hello @100: CPU per request, --threads 4 vs --threads 1 "
+                               "(goal ≤ 1.3)", case, "cpu_us_per_req", "aiowsgi-threads4",
+                               "aiowsgi", "µs"))
+    return rows
 
 
 def _fmt(v, digits=0):
@@ -139,6 +174,11 @@ METRICS = [
     ("Peak RSS of the largest process (MB, VmHWM: the worker)", "peak_rss_largest_kb", _mb),
     ("PSS at the end of the run (MB, summed over the processes, shared pages split)", "pss_kb",
      _mb),
+    ("PostgreSQL CPU time per request (µs, the cluster's processes, on the client's CPU)",
+     "db_cpu_us_per_req", lambda v: _fmt(v, 1)),
+    ("How busy the client's CPU was (wrk, and PostgreSQL where used; near 100 %, the client "
+     "side set the pace, not the server)", "client_cpu_busy",
+     lambda v: "n/a" if v is None else "%.0f %%" % (100 * v)),
 ]
 
 
@@ -241,6 +281,9 @@ def header(results):
                  if results.get("interrupted") else ""),
              "", "Versions: " + "; ".join("%s %s" % kv for kv in sorted(results["versions"].items()))
              + "; " + "; ".join("%s %s" % kv for kv in sorted(results["tools"].items())) + "."]
+    if cfg.get("threads"):
+        lines += ["", "Thread-pool variants (`*-threads`, `gunicorn-gthread`): %d app threads each, "
+                  "one process (`aiowsgi-threads4`: 4).%s" % (cfg["threads"], _postgres(results))]
     if results.get("unavailable"):
         lines += ["", "Unavailable: " + "; ".join(
             "%s (%s)" % (k, " ".join(str(v).split())[:160])
@@ -250,6 +293,16 @@ def header(results):
               "connection.  Numbers from a shared, noisy machine: compare ratios, not absolutes.",
               ""]
     return lines
+
+
+def _postgres(results):
+    db = results.get("postgres")
+    if not db:
+        return ""
+    if db.get("failure"):
+        return "  PostgreSQL failed to start: %s." % " ".join(db["failure"].split())[:200]
+    return ("  Database workloads: %s, its own cluster on a unix socket, pinned to CPU %s with wrk "
+            "(its CPU time is not the server's)." % (db.get("version"), db.get("cpu")))
 
 
 def write_table(results, path):
@@ -275,7 +328,7 @@ def write_plot(results, path):
         return False
     fig, axes = plt.subplots(2, 1, figsize=(max(10, 1.6 * len(cases) + 3), 9), sharex=True)
     width = 0.8 / len(servers)
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab10" if len(servers) <= 10 else "tab20")
     for ax, key, label in ((axes[0], "rps", "requests/s (log)"),
                            (axes[1], "cpu_us_per_req", "server CPU µs per request (log)")):
         for i, server in enumerate(servers):
@@ -285,7 +338,7 @@ def write_plot(results, path):
                 if v:
                     xs.append(j - 0.4 + width * (i + 0.5))
                     ys.append(v)
-            ax.bar(xs, ys, width, label=server, color=colors(i % 10),
+            ax.bar(xs, ys, width, label=server, color=colors(i % colors.N),
                    edgecolor="black" if server == "aiowsgi" else None, linewidth=1.2)
         ax.set_yscale("log")
         ax.set_ylabel(label)

@@ -1,7 +1,8 @@
 """The benchmark runner (issue 7): every server, every workload, interleaved repeats, medians.
 
 Run through ``bench/run`` (which installs everything first); ``bench/run --help`` lists the options.
-The server is pinned to CPU 0 and wrk to CPU 1, one worker each.  For every run it records
+The server is pinned to CPU 0 and wrk to CPU 1, one worker each; the database workloads' PostgreSQL
+(bench/pg.py) runs on CPU 1 too, outside the server's process tree.  For every run it records
 requests/s, p50/p99 latency, errors, the server tree's CPU time per request (utime+stime from
 /proc/PID/stat before and after) and its peak RSS (VmHWM).  Results go to results/<mode>.json, then
 report.py writes results/table.md and results/plot.png.
@@ -9,6 +10,7 @@ report.py writes results/table.md and results/plot.png.
 
 import argparse
 import datetime
+import html
 import http.client
 import importlib.metadata
 import json
@@ -24,9 +26,10 @@ import sys
 import tempfile
 import time
 
+import pg
 import procstat
 import report
-from servers import BY_NAME, HERE, ROOT, SERVERS
+from servers import BY_NAME, HERE, ROOT, SERVERS, THREAD_WORKLOADS
 
 SERVER_CPU, CLIENT_CPU = "0", "1"
 HELLO = b"Hello, world!"
@@ -35,9 +38,38 @@ MB = 1024 * 1024
 
 class Workload:
     def __init__(self, app, path, body_len, lua="plain.lua", lua_args=(), timeout=5,
-                 body=None):
+                 body=None, check=None):
         self.app, self.path, self.body_len = app, path, body_len
         self.lua, self.lua_args, self.timeout, self.body = lua, list(lua_args), timeout, body
+        self.check = check  # body -> None, or what is wrong with it
+
+    @property
+    def uses_db(self):
+        return self.app.startswith(("app_db:", "app_flask_db:"))
+
+
+def check_world(body):
+    try:
+        row = json.loads(body)
+        if sorted(row) == ["id", "randomNumber"] and all(
+                isinstance(v, int) and 1 <= v <= pg.WORLD_ROWS for v in row.values()):
+            return None
+    except ValueError:
+        pass
+    return "not a World row as JSON: %r" % body[:80]
+
+
+# Inside a rendered cell: markup or a quote left as is, or an & that starts no character reference.
+UNESCAPED = re.compile(r"""[<>"']|&(?!#[0-9]+;|#x[0-9a-fA-F]+;|[a-zA-Z]+;)""")
+
+
+def check_fortunes(body):
+    cells = re.findall(r"<tr><td>([0-9]+)</td><td>(.*?)</td></tr>", body.decode(errors="replace"))
+    messages = [html.unescape(message) for _, message in cells]
+    if messages != sorted(pg.FORTUNES + [pg.ADDED_FORTUNE]):
+        return "not every fortune, sorted by message: %r" % messages[:3]
+    bad = [message for _, message in cells if UNESCAPED.search(message)]
+    return "not HTML-escaped: %r" % bad[0] if bad else None
 
 
 WORKLOADS = {
@@ -50,6 +82,12 @@ WORKLOADS = {
     "bottle": Workload("app_bottle:app", "/hello", 13, body=HELLO),
     "flask": Workload("app_flask:app", "/hello", 13, body=HELLO),
     "pipelined": Workload("apps:app", "/hello", 13, "pipeline.lua", ["16"], body=HELLO),
+    # Apps that wait (issue 13), run by the servers with a pool of app threads only.
+    "longio": Workload("apps:app", "/longio", 13, body=HELLO),
+    "db": Workload("app_db:app", "/db", None, check=check_world),
+    "fortunes": Workload("app_db:app", "/fortunes", None, check=check_fortunes),
+    "flask-db": Workload("app_flask_db:app", "/db", None, check=check_world),
+    "flask-fortunes": Workload("app_flask_db:app", "/fortunes", None, check=check_fortunes),
 }
 
 # (workload, connections).  A 100 MB upload per request makes 100 connections pointless (nothing
@@ -58,7 +96,12 @@ FULL_CASES = [("hello", 100), ("hello", 1000), ("13k", 100), ("13k", 1000), ("1m
               ("1m", 1000), ("file13m", 100), ("file13m", 1000), ("upload100m", 4),
               ("bottle", 100), ("bottle", 1000), ("flask", 100), ("flask", 1000),
               ("pipelined", 100)]
-QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100), ("flask", 100)]
+THREAD_CASES = [(w, c) for w in THREAD_WORKLOADS for c in (100, 512)]
+FULL_CASES += THREAD_CASES
+QUICK_THREAD_CASES = [("longio", 100), ("fortunes", 100)]
+QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100),
+               ("flask", 100)] + QUICK_THREAD_CASES
+DEFAULT_THREADS = 32
 
 
 def case_name(workload, conns):
@@ -97,12 +140,13 @@ def free_port():
 
 
 class Running:
-    def __init__(self, server, workload, idle, workdir, logdir, tag):
+    def __init__(self, server, workload, idle, workdir, logdir, tag, threads, env=None):
         self.server = server
         self.port = free_port()
-        argv = server.argv(workload.app, self.port, idle, workdir)
+        argv = server.argv(workload.app, self.port, idle, workdir, server.thread_count(threads))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, server.root]),
-                   BENCH_FILE=os.path.join(workdir, "data", "file"), PYTHONDONTWRITEBYTECODE="1")
+                   BENCH_FILE=os.path.join(workdir, "data", "file"), PYTHONDONTWRITEBYTECODE="1",
+                   **(env or {}))
         self.logpath = os.path.join(logdir, "%s.log" % tag)
         self.logfile = open(self.logpath, "ab")
         self.logfile.write(("$ %s\n" % " ".join(argv)).encode())
@@ -197,7 +241,7 @@ def verify(port, workload, server):
         return "unexpected body %r" % body[:80]
     if workload.body_len is not None and len(body) != workload.body_len:
         return "body of %d bytes, expected %d" % (len(body), workload.body_len)
-    return None
+    return workload.check(body) if workload.check else None
 
 
 def _verify_pipelined(port, depth):
@@ -233,12 +277,16 @@ def wrk(port, workload, conns, duration, scriptdir):
     return json.loads(match.group(1)), out
 
 
-def measure(running, workload, conns, duration, warmup, scriptdir):
+def measure(running, workload, conns, duration, warmup, scriptdir, db_pid=None):
     if warmup:
         wrk(running.port, workload, conns, warmup, scriptdir)
     cpu0 = procstat.cpu_seconds(running.pid)
+    db0 = procstat.cpu_seconds(db_pid) if db_pid else 0.0
+    client0 = procstat.cpu_ticks(CLIENT_CPU)
     stats, out = wrk(running.port, workload, conns, duration, scriptdir)
     cpu1 = procstat.cpu_seconds(running.pid)
+    db1 = procstat.cpu_seconds(db_pid) if db_pid else 0.0
+    client1 = procstat.cpu_ticks(CLIENT_CPU)
     seconds = stats["duration_us"] / 1e6
     requests = stats["requests"]
     errors = sum(stats[k] for k in ("connect", "read", "write", "timeout", "status"))
@@ -250,6 +298,11 @@ def measure(running, workload, conns, duration, warmup, scriptdir):
         "error_detail": {k: stats[k] for k in ("connect", "read", "write", "timeout", "status")},
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_us_per_req": (cpu1 - cpu0) / requests * 1e6 if requests else None,
+        # PostgreSQL's share (on the client's CPU), and how busy that CPU was: near 100 %, wrk
+        # and the database, not the server, set the pace.
+        "db_cpu_us_per_req": (db1 - db0) / requests * 1e6 if db_pid and requests else None,
+        "client_cpu_busy": ((client1[0] - client0[0]) / (client1[1] - client0[1])
+                            if client1[1] > client0[1] else None),
         # Large responses at 1000 connections: few finish within a run, but every byte counts.
         "cpu_us_per_mb": (cpu1 - cpu0) * 1e6 / (stats["bytes"] / MB) if stats["bytes"] else None,
         "peak_rss_kb": procstat.memory_kb(running.pid, "VmHWM"),
@@ -319,7 +372,7 @@ def inventory():
     tools = {"wrk": _command_output(["wrk", "-v"]), "python": platform.python_version()}
     if tools["wrk"]:
         tools["wrk"] = tools["wrk"].split()[1]  # "wrk 4.1.0 [epoll] Copyright ..."
-    for pkg in ("bottle", "flask", "matplotlib"):
+    for pkg in ("bottle", "flask", "matplotlib", "psycopg", "psycopg-binary"):
         try:
             tools[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -360,7 +413,8 @@ def summarize(runs):
             entry["failed"] = group[-1].get("failure", "no result")
         else:
             for key in ("rps", "mb_per_s", "p50_ms", "p99_ms", "errors", "cpu_us_per_req",
-                        "cpu_us_per_mb", "peak_rss_kb", "peak_rss_largest_kb", "pss_kb"):
+                        "cpu_us_per_mb", "peak_rss_kb", "peak_rss_largest_kb", "pss_kb",
+                        "db_cpu_us_per_req", "client_cpu_busy"):
                 values = [r["result"].get(key) for r in ok if r["result"].get(key) is not None]
                 entry[key] = statistics.median(values) if values else None
             died = [r for r in ok if r.get("server_died")]
@@ -392,7 +446,21 @@ def make_scripts(scriptdir):
             f.write(head + "\n" + tail)
 
 
-def run_matrix(args, servers, cases, workdir, logdir, results, save):
+def start_database(cluster, results):
+    """Start the cluster; the environment that gives the apps its address, or why it failed."""
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        log("database workloads fail: %s" % exc)
+        results["postgres"] = {"failure": str(exc)}
+        return {"failure": "PostgreSQL: %s" % exc}
+    version = _command_output([os.path.join(cluster.bindir, "postgres"), "--version"])
+    results["postgres"] = {"version": version, "cpu": cluster.cpu}
+    log("%s on CPU %s, socket in %s" % (version, cluster.cpu, cluster.dir))
+    return {"env": {"BENCH_PG": cluster.conninfo}, "pid": cluster.proc.pid}
+
+
+def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
     scriptdir = os.path.join(workdir, "lua")
     os.makedirs(scriptdir, exist_ok=True)
     make_scripts(scriptdir)
@@ -410,20 +478,24 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save):
                 key = (server.name, workload_name)
                 record = {"server": server.name, "case": case, "workload": workload_name,
                           "conns": conns, "repeat": repeat}
+                if workload.uses_db and db.get("failure"):
+                    verified[key] = db["failure"]
                 if verified.get(key, None) not in (None, True):
                     record["failure"] = verified[key]
                     results["runs"].append(record)
                     continue
                 tag = "%s_%s_r%d" % (server.name, case, repeat)
-                running = Running(server, workload, 0, workdir, logdir, tag)
+                running = Running(server, workload, 0, workdir, logdir, tag, args.threads,
+                                  db.get("env") if workload.uses_db else None)
                 try:
                     why = running.wait_ready()
                     if why is None and key not in verified:
                         why = verify(running.port, workload, server)
                         verified[key] = True if why is None else "wrong answer: " + why
                     if why is None:
-                        record["result"] = measure(running, workload, conns, args.duration,
-                                                   args.warmup, scriptdir)
+                        record["result"] = measure(
+                            running, workload, conns, args.duration, args.warmup, scriptdir,
+                            db.get("pid") if workload.uses_db else None)
                         if not running.alive():
                             record["server_died"] = "exit status %s" % running.proc.returncode
                     else:
@@ -436,9 +508,12 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save):
                 r = record.get("result")
                 if r:
                     log("%3d/%d %-16s %-18s %9.0f req/s  p99 %8.2f ms  %6.1f us/req  "
-                        "%7.1f MB peak  %d errors%s" % (
+                        "%7.1f MB peak  %d errors%s%s" % (
                             done, total, server.name, case, r["rps"], r["p99_ms"],
                             r["cpu_us_per_req"] or 0, r["peak_rss_kb"] / 1024, r["errors"],
+                            "  (db %.1f us/req, CPU %s %.0f %% busy)" % (
+                                r["db_cpu_us_per_req"], CLIENT_CPU, 100 * r["client_cpu_busy"])
+                            if r["db_cpu_us_per_req"] is not None else "",
                             "  SERVER DIED" if record.get("server_died") else ""))
                 else:
                     log("%3d/%d %-16s %-18s FAILED: %s" % (done, total, server.name, case,
@@ -449,10 +524,13 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save):
 def run_saturate(args, servers, workdir, logdir, results, save):
     script = os.path.join(HERE, "saturate")
     for server in servers:
+        if server.threads is not None:
+            continue  # the pool variants: the connection flood is the loop's business
         entry = {}
         for mode in ("idle", "slowloris"):
             tag = "%s_saturate_%s" % (server.name, mode)
-            running = Running(server, WORKLOADS["hello"], args.idle_timeout, workdir, logdir, tag)
+            running = Running(server, WORKLOADS["hello"], args.idle_timeout, workdir, logdir, tag,
+                              args.threads)
             try:
                 why = running.wait_ready()
                 if why:
@@ -497,8 +575,20 @@ def main(argv=None):
     parser.add_argument("--no-saturate", action="store_true", help="skip bench/saturate")
     parser.add_argument("--no-matrix", action="store_true", help="only bench/saturate")
     parser.add_argument("--out", help="results name (results/NAME.json) [quick or full]")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="app threads of the pool variants (aiowsgi-threads, granian-threads, "
+                        "gunicorn-gthread, waitress-threads) [%d]" % DEFAULT_THREADS)
+    parser.add_argument("--threads-only", action="store_true",
+                        help="only the thread-pool comparison: aiowsgi and the pool variants, "
+                        "hello@100 and the workloads that wait, no saturation")
     args = parser.parse_args(argv)
     quick = args.quick
+    if args.threads_only:
+        args.no_saturate = True
+        args.servers = args.servers or ",".join(
+            ["aiowsgi"] + [s.name for s in SERVERS if s.threads is not None])
+        args.cases = args.cases or [("hello", 100)] + (QUICK_THREAD_CASES if quick
+                                                        else THREAD_CASES)
     args.duration = args.duration or (3 if quick else 10)
     args.warmup = 1 if args.warmup is None and quick else (2 if args.warmup is None else args.warmup)
     args.repeats = args.repeats or (1 if quick else 3)
@@ -528,7 +618,7 @@ def main(argv=None):
         "versions": versions, "unavailable": unavailable,
         "config": {"duration_s": args.duration, "warmup_s": args.warmup,
                    "repeats": args.repeats, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU,
-                   "cases": [case_name(w, c) for w, c in cases],
+                   "cases": [case_name(w, c) for w, c in cases], "threads": args.threads,
                    "servers": [s.name for s in servers],
                    "saturate_conns": args.saturate_conns, "slow_hold_s": args.slow_hold},
         "runs": [], "summary": {}, "saturate": {},
@@ -544,11 +634,18 @@ def main(argv=None):
     log("servers: %s; %d cases x %d repeats, %d s each; logs in %s" % (
         ", ".join(s.name for s in servers), len(cases), args.repeats, args.duration, logdir))
     interrupted = False
+    cluster = None
+    if not args.no_matrix and any(WORKLOADS[w].uses_db for w, _ in cases):
+        # PostgreSQL shares wrk's CPU: the server's stays its own.  Each server opens one
+        # connection per app thread.
+        cluster = pg.Cluster(CLIENT_CPU, 2 * args.threads + 20,
+                             os.path.join(logdir, "postgres.log"))
     with tempfile.TemporaryDirectory(prefix="aiowsgi-bench-") as workdir:
         make_data(workdir)
         try:
             if not args.no_matrix:
-                run_matrix(args, servers, cases, workdir, logdir, results, save)
+                db = start_database(cluster, results) if cluster else {}
+                run_matrix(args, servers, cases, workdir, logdir, results, save, db)
             if not args.no_saturate:
                 run_saturate(args, servers, workdir, logdir, results, save)
         except KeyboardInterrupt:
@@ -556,6 +653,8 @@ def main(argv=None):
             log("interrupted: stopping servers, writing what was measured")
         finally:
             stop_all()
+            if cluster:
+                cluster.stop()
     results["finished"] = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     results["interrupted"] = interrupted
     save()
