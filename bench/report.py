@@ -53,7 +53,7 @@ def targets(results):
     if not results["summary"]:  # saturation only (--no-matrix)
         results = dict(results, config=dict(results["config"], cases=[]))
     case = _find_case(results, "hello@100")
-    if case:
+    if case and "bjoern" in results["config"]["servers"]:
         a = _value(results, "aiowsgi", case, "cpu_us_per_req")
         b = _value(results, "bjoern", case, "cpu_us_per_req")
         rows.append(("hello @100 conns: CPU per request vs bjoern", _ratio(a, b),
@@ -339,7 +339,7 @@ def write_plot(results, path):
                     xs.append(j - 0.4 + width * (i + 0.5))
                     ys.append(v)
             ax.bar(xs, ys, width, label=server, color=colors(i % colors.N),
-                   edgecolor="black" if server == "aiowsgi" else None, linewidth=1.2)
+                   edgecolor="black" if server.startswith("aiowsgi") else None, linewidth=1.2)
         ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.grid(axis="y", which="major", alpha=0.3)
