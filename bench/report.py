@@ -145,6 +145,38 @@ def thread_targets(results):
     return rows
 
 
+POOL_PEERS = (("granian-threads", "granian"), ("gunicorn-gthread", "gthread"),
+              ("waitress-threads", "waitress"))
+
+
+def thread_summary(results):
+    """aiowsgi's pool against the others at the same thread count, one row per case: its
+    medians and its ratios to each peer."""
+    cases = [c for c in results["config"]["cases"] if _entry(results, "aiowsgi-threads", c)]
+    if not cases:
+        return []
+    lines = ["## Thread pools side by side", "",
+             "%s app threads each, one process; ÷ columns are aiowsgi-threads ÷ the peer (req/s: "
+             "above 1 is better; CPU: below 1 is better)." % results["config"].get("threads"), "",
+             "| case | aiowsgi req/s | " + " | ".join("÷ " + n for _, n in POOL_PEERS)
+             + " | p50 / p99 ms (aiowsgi; granian) | aiowsgi CPU µs/req | "
+             + " | ".join("÷ " + n for _, n in POOL_PEERS) + " |",
+             "|---|---:|" + "---:|" * len(POOL_PEERS) + "---|---:|" + "---:|" * len(POOL_PEERS)]
+    for case in cases:
+        cells = [case]
+        for key, digits in (("rps", 0), ("cpu_us_per_req", 1)):
+            mine = _value(results, "aiowsgi-threads", case, key)
+            cells.append(_fmt(mine, digits))
+            cells += [_ratio(mine, _value(results, peer, case, key)) for peer, _ in POOL_PEERS]
+            if key == "rps":
+                cells.append("%s / %s; %s / %s" % tuple(
+                    _fmt(_value(results, server, case, k), 1)
+                    for server in ("aiowsgi-threads", "granian-threads")
+                    for k in ("p50_ms", "p99_ms")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _fmt(v, digits=0):
     if v is None:
         return "n/a"
@@ -308,6 +340,7 @@ def _postgres(results):
 def write_table(results, path):
     lines = header(results) + targets(results) + [""]
     if results["summary"]:
+        lines += thread_summary(results)
         lines += ["## Results", ""] + metric_tables(results)
     lines += saturate_table(results)
     with open(path, "w") as f:
