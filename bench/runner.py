@@ -453,7 +453,7 @@ def start_database(cluster, results):
     except RuntimeError as exc:
         log("database workloads fail: %s" % exc)
         results["postgres"] = {"failure": str(exc)}
-        return {"failure": "PostgreSQL: %s" % exc}
+        return {"failure": str(exc)}
     version = _command_output([os.path.join(cluster.bindir, "postgres"), "--version"])
     results["postgres"] = {"version": version, "cpu": cluster.cpu}
     log("%s on CPU %s, socket in %s" % (version, cluster.cpu, cluster.dir))
@@ -560,7 +560,7 @@ def run_saturate(args, servers, workdir, logdir, results, save):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="3 s runs, 1 repeat, the target workloads only (about 10 minutes)")
+                        help="3 s runs, 1 repeat, the target workloads only (about 11 minutes)")
     parser.add_argument("--servers", help="comma-separated subset (default: all installed)")
     parser.add_argument("--cases", type=lambda s: [parse_case(c) for c in s.split(",")],
                         help="comma-separated WORKLOAD@CONNS, e.g. hello@100,1m@1000")
