@@ -5,7 +5,7 @@ the Python layer binds sockets, forks workers, handles signals and logging, and 
 listening file descriptors plus options to :class:`Server`.
 """
 
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 # A WSGI application (PEP 3333); kept loose on purpose, apps are duck-typed.
 WSGIApp = Callable[..., Iterable[bytes]]
@@ -68,6 +68,8 @@ class Server:
         url_scheme: str = "http",
         forwarded_allow_ips: Sequence[str] = ("127.0.0.1", "::1"),
         multiprocess: bool = False,
+        static_max_age: int = 60,
+        static: Union[Mapping[str, str], Sequence[Tuple[str, str]]] = (),
         errors: Any = None,            # the wsgi.errors stream; None: sys.stderr
         log: Optional[LogFunc] = None,  # None: tracebacks are printed to sys.stderr
         access_log: Optional[AccessLogFunc] = None,
@@ -86,6 +88,12 @@ class Server:
 
         ``max_requests``: after this many requests (0: never) the server stops gracefully and
         :meth:`run` returns; the worker then exits and is replaced.
+
+        ``static``: URL prefixes (``"/static"``, as matched against the percent-decoded path,
+        UTF-8) and the directories whose files are served there by the core itself, never
+        calling ``app``; ``static_max_age`` is their ``Cache-Control`` max-age in seconds. A
+        prefix that is not a URL path, given twice, or a directory that cannot be opened
+        raises ValueError.
         """
 
     def run(self) -> None:

@@ -48,7 +48,7 @@ def _argument(field: "dataclasses.Field[Any]") -> Dict[str, Any]:
     if isinstance(default, bool):
         kwargs.update(action="store_true", help=meta["help"])
         return kwargs
-    if field.name == "bind":
+    if meta["repeatable"]:
         kwargs["action"] = "append"
     elif isinstance(default, (int, float)):
         kwargs["type"] = type(default)

@@ -14,7 +14,8 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypedDict, Union
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypedDict,
+                    Union)
 
 from . import _core
 
@@ -80,18 +81,69 @@ def parse_bind(text: str) -> BindAddress:
     return BindAddress("tcp", text, host=host or "0.0.0.0", port=int(port_text))
 
 
+StaticMounts = Tuple[Tuple[str, str], ...]
+PathText = Union[str, os.PathLike[str]]
+# What ``static=`` accepts: {prefix: directory}; or one, or a sequence, of "PREFIX=DIR" strings
+# (the command line's spelling) and (prefix, directory) tuples.
+StaticOption = Union[Mapping[str, PathText], str, Tuple[str, PathText],
+                     Sequence[Union[str, Tuple[str, PathText]]]]
+
+
+def parse_static(value: StaticOption, base: Optional[str] = None) -> StaticMounts:
+    """Normalise ``static=`` to ((prefix, absolute directory), ...); a prefix loses its trailing
+    slash (``"/"`` stays).  Relative directories are taken from ``base`` (the ``--chdir``
+    directory; default: the current one).  Raise ConfigError for a prefix that is not a URL
+    path, one given twice, or a directory that is not one."""
+    if isinstance(value, Mapping):
+        items: List[Any] = list(value.items())
+    elif isinstance(value, str) or _is_mount(value):
+        items = [value]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise ConfigError("invalid --static %r: expected URL_PREFIX=DIRECTORY" % (value,))
+    mounts: Dict[str, str] = {}
+    for item in items:
+        if isinstance(item, str) and "=" in item:
+            prefix, _, directory = item.partition("=")
+        elif _is_mount(item):
+            prefix, directory = item
+        else:
+            raise ConfigError("invalid --static %r: expected URL_PREFIX=DIRECTORY" % (item,))
+        text = "%s=%s" % (prefix, os.fspath(directory))
+        if not prefix.startswith("/") or "\0" in prefix or any(
+                segment in ("", ".", "..") for segment in prefix.rstrip("/").split("/")[1:]):
+            raise ConfigError("invalid --static %r: the prefix must be a URL path such as "
+                              "/static" % text)
+        prefix = prefix.rstrip("/") or "/"
+        path = os.path.abspath(os.path.join(base or os.getcwd(), os.fspath(directory)))
+        if prefix in mounts:
+            raise ConfigError("invalid --static %r: %s is mounted twice" % (text, prefix))
+        if not os.path.isdir(path):
+            raise ConfigError("invalid --static %r: %s is not a directory" % (text, path))
+        mounts[prefix] = path
+    return tuple(mounts.items())
+
+
+def _is_mount(value: Any) -> bool:
+    """A (prefix, directory) tuple: ("/static", "public") is one mount, not two."""
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) \
+        and "=" not in value[0]
+
+
 def _option(default: Any, help: str, *flags: str, metavar: Optional[str] = None,
-            cli_default: Optional[str] = None, core: bool = False,
+            cli_default: Optional[str] = None, core: bool = False, repeatable: bool = False,
             minimum: Optional[Number] = None, maximum: Optional[Number] = None) -> Any:
     """A Config field; ``flags`` and ``help`` are what cli.py turns into an argparse option.
 
     ``core``: a keyword argument of ``aiowsgi._core.Server`` of the same name, passed through
-    by :meth:`Config.core_options`; if numeric, its limits are the core's.  Other numeric
+    by :meth:`Config.core_options`; if numeric, its limits are the core's.  ``repeatable``: the
+    command line option may be given several times (a list of its values).  Other numeric
     options (an int default: a whole number; a float: seconds) are checked against
     ``minimum`` and ``maximum`` (None: unbounded).
     """
     meta = {"flags": flags, "help": help, "metavar": metavar, "cli_default": cli_default,
-            "core": core, "minimum": minimum, "maximum": maximum}
+            "core": core, "repeatable": repeatable, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -108,7 +160,7 @@ class Config:
 
     bind: Optional[Tuple[str, ...]] = _option(
         None, "address to listen on, repeatable: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N",
-        "-b", "--bind", metavar="ADDR",
+        "-b", "--bind", metavar="ADDR", repeatable=True,
         cli_default=DEFAULT_BIND + ", or the sockets systemd passes in LISTEN_FDS")
     workers: int = _option(
         1, "worker processes sharing the listening sockets; the master restarts a dead worker",
@@ -156,6 +208,13 @@ class Config:
     max_queue: int = _option(
         128, "with --threads N > 1: complete requests waiting for a thread, per worker, before "
         "the loop stops reading new requests", "--max-queue", metavar="N", core=True)
+    static: StaticMounts = _option(
+        (), "serve the files under DIRECTORY at URL_PREFIX from the C core, never entering "
+        "Python; repeatable", "--static", metavar="URL_PREFIX=DIRECTORY", cli_default="none",
+        core=True, repeatable=True)
+    static_max_age: int = _option(
+        60, "Cache-Control max-age of static files (names with a content hash, such as "
+        "app.3f2a1b9c.js: a year, immutable)", "--static-max-age", metavar="SECONDS", core=True)
     factory: bool = _option(
         False, "APP names a factory: call it with no arguments to make the app", "--factory")
     chdir: Optional[str] = _option(
@@ -199,6 +258,7 @@ class Config:
             raise ConfigError("invalid log=%r: expected a callable" % (self.log,))
         if self.chdir is not None and not os.path.isdir(self.chdir):
             raise ConfigError("invalid --chdir %r: not a directory" % self.chdir)
+        set_(self, "static", parse_static(self.static, self.chdir))
 
     @property
     def log_level_number(self) -> int:
@@ -234,6 +294,8 @@ class Options(TypedDict, total=False):
     forwarded_allow_ips: Union[str, Sequence[str]]
     threads: int
     max_queue: int
+    static: StaticOption
+    static_max_age: int
     factory: bool
     chdir: Optional[str]
     log: Optional[LogFunc]

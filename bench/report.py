@@ -93,6 +93,7 @@ def targets(results):
                 during.get("answered"), during.get("probes")),
                 "median %s ms, %s of %s conns held" % (during.get("median_ms"), mine.get("held"),
                                                        mine.get("target"))))
+    rows += static_targets(results)
     for framework in ("bottle", "flask"):
         case = _find_case(results, framework + "@100")
         if case:
@@ -174,6 +175,61 @@ def thread_summary(results):
                     for server in ("aiowsgi-threads", "granian-threads")
                     for k in ("p50_ms", "p99_ms")))
         lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def static_targets(results):
+    """Static files: aiowsgi --static against nginx serving the same files with sendfile."""
+    rows = []
+    for workload, label in (("static13k", "13 KB"), ("static1m", "1 MB")):
+        case = _find_case(results, workload + "@100")
+        if case:
+            for key, what, unit, digits in (
+                    ("cpu_us_per_req", "CPU per request", "µs", 1), ("rps", "req/s", "req/s", 0),
+                    ("p50_ms", "p50 latency", "ms", 2), ("p99_ms", "p99 latency", "ms", 2),
+                    ("errors", "errors", "", 0)):
+                a = _value(results, "aiowsgi", case, key)
+                b = _value(results, REFERENCE, case, key)
+                rows.append(("static %s @100 conns (wrk): %s vs nginx" % (label, what),
+                             _ratio(a, b) if key != "errors" else "%s / %s" % (_fmt(a), _fmt(b)),
+                             "%s vs %s %s" % (_fmt(a, digits), _fmt(b, digits), unit)))
+        ab = results.get("ab_summary", {})
+        mine, ref = ab.get("aiowsgi|" + workload), ab.get(REFERENCE + "|" + workload)
+        if mine or ref:
+            mine, ref = mine or {}, ref or {}
+            for key, what, unit in (("cpu_us_per_req", "CPU per request", "µs"),
+                                    ("p50_ms", "p50 latency", "ms"),
+                                    ("p99_ms", "p99 latency", "ms")):
+                a, b = mine.get(key), ref.get(key)
+                rows.append(("static %s, ab -c %s -r: %s vs nginx" % (
+                    label, results["config"].get("ab_conns", 100), what), _ratio(a, b),
+                    "%s vs %s %s" % (_fmt(a, 1), _fmt(b, 1), unit)))
+    return rows
+
+
+def ab_table(results):
+    ab = results.get("ab_summary") or {}
+    if not ab:
+        return []
+    cols = ("rps", "mean_ms", "p50_ms", "p66_ms", "p90_ms", "p99_ms", "p100_ms",
+            "failed_requests", "non_2xx", "cpu_us_per_req")
+    lines = ["## ab on the static files", "",
+             "`ab -n %s -c %s -r` (a new HTTP/1.0 connection per request), server on CPU %s, ab on "
+             "CPU %s; medians of %s interleaved repeat(s).  Latencies in ms (ab's percentiles, "
+             "whole milliseconds); CPU: the server's utime+stime per request." % (
+                 _thousands(results["config"].get("ab_requests")),
+                 results["config"].get("ab_conns"), results["config"]["server_cpu"],
+                 results["config"]["client_cpu"], results["config"]["repeats"]), "",
+             "| server | file | req/s | mean | p50 | p66 | p90 | p99 | max | failed | non-2xx "
+             "| CPU µs/req |", "|---|---|" + "---:|" * len(cols)]
+    for entry in ab.values():
+        if entry.get("failed"):
+            lines.append("| %s | %s | fail: %s |" % (entry["server"], entry["workload"],
+                                                     " ".join(str(entry["failed"]).split())[:200]))
+            continue
+        cells = [_fmt(entry.get(c), 1 if c in ("mean_ms", "cpu_us_per_req") else 0)
+                 for c in cols]
+        lines.append("| %s | %s | %s |" % (entry["server"], entry["workload"], " | ".join(cells)))
     return lines + [""]
 
 
@@ -342,6 +398,7 @@ def write_table(results, path):
     if results["summary"]:
         lines += thread_summary(results)
         lines += ["## Results", ""] + metric_tables(results)
+    lines += ab_table(results)
     lines += saturate_table(results)
     with open(path, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")

@@ -38,10 +38,11 @@ MB = 1024 * 1024
 
 class Workload:
     def __init__(self, app, path, body_len, lua="plain.lua", lua_args=(), timeout=5,
-                 body=None, check=None):
+                 body=None, check=None, static=False):
         self.app, self.path, self.body_len = app, path, body_len
         self.lua, self.lua_args, self.timeout, self.body = lua, list(lua_args), timeout, body
         self.check = check  # body -> None, or what is wrong with it
+        self.static = static  # a file the server serves itself from the data folder
 
     @property
     def uses_db(self):
@@ -82,6 +83,10 @@ WORKLOADS = {
     "bottle": Workload("app_bottle:app", "/hello", 13, body=HELLO),
     "flask": Workload("app_flask:app", "/hello", 13, body=HELLO),
     "pipelined": Workload("apps:app", "/hello", 13, "pipeline.lua", ["16"], body=HELLO),
+    # The same files as 13k and 1m, served by the server itself (aiowsgi --static, nginx) from
+    # the data folder at /static/, without the app; ab measures them too (run_ab).
+    "static13k": Workload("apps:app", "/static/13k", 13 * 1024, static=True),
+    "static1m": Workload("apps:app", "/static/1m", MB, static=True),
     # Apps that wait (issue 13), run by the servers with a pool of app threads only.
     "longio": Workload("apps:app", "/longio", 13, body=HELLO),
     "db": Workload("app_db:app", "/db", None, check=check_world),
@@ -95,12 +100,13 @@ WORKLOADS = {
 FULL_CASES = [("hello", 100), ("hello", 1000), ("13k", 100), ("13k", 1000), ("1m", 100),
               ("1m", 1000), ("file13m", 100), ("file13m", 1000), ("upload100m", 4),
               ("bottle", 100), ("bottle", 1000), ("flask", 100), ("flask", 1000),
-              ("pipelined", 100)]
+              ("pipelined", 100), ("static13k", 100), ("static1m", 100)]
 THREAD_CASES = [(w, c) for w in THREAD_WORKLOADS for c in (100, 512)]
 FULL_CASES += THREAD_CASES
 QUICK_THREAD_CASES = [("longio", 100), ("fortunes", 100)]
-QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100),
-               ("flask", 100)] + QUICK_THREAD_CASES
+QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100), ("flask", 100),
+               ("static13k", 100), ("static1m", 100)] + QUICK_THREAD_CASES
+AB_CONNS = 100  # ab -c, whatever the case's connections: the issue's "ab -n 50000 -c 100 -r"
 DEFAULT_THREADS = 32
 
 
@@ -143,7 +149,9 @@ class Running:
     def __init__(self, server, workload, idle, workdir, logdir, tag, threads, env=None):
         self.server = server
         self.port = free_port()
-        argv = server.argv(workload.app, self.port, idle, workdir, server.thread_count(threads))
+        static = os.path.join(workdir, "data") if workload.static else None
+        argv = server.argv(workload.app, self.port, idle, workdir, server.thread_count(threads),
+                           static)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, server.root]),
                    BENCH_FILE=os.path.join(workdir, "data", "file"), PYTHONDONTWRITEBYTECODE="1",
                    **(env or {}))
@@ -401,26 +409,29 @@ def machine():
 # ---------------------------------------------------------------------------------------------
 # Aggregation: medians over the repeats of one (server, case).
 
-def summarize(runs):
+def summarize(runs, by="case", keys=("rps", "mb_per_s", "p50_ms", "p99_ms", "errors",
+                                     "cpu_us_per_req", "cpu_us_per_mb", "peak_rss_kb",
+                                     "peak_rss_largest_kb", "pss_kb", "db_cpu_us_per_req",
+                                     "client_cpu_busy")):
+    """Medians over the repeats of each (server, the runs' ``by``) of ``keys`` (None: every key
+    the results have); "failed" when no repeat gave a result."""
     groups = {}
     for run in runs:
-        groups.setdefault((run["server"], run["case"]), []).append(run)
+        groups.setdefault((run["server"], run[by]), []).append(run)
     summary = {}
-    for (server, case), group in groups.items():
+    for (server, what), group in groups.items():
         ok = [r for r in group if r.get("result")]
-        entry = {"server": server, "case": case, "repeats": len(ok)}
+        entry = {"server": server, by: what, "repeats": len(ok)}
         if not ok:
             entry["failed"] = group[-1].get("failure", "no result")
         else:
-            for key in ("rps", "mb_per_s", "p50_ms", "p99_ms", "errors", "cpu_us_per_req",
-                        "cpu_us_per_mb", "peak_rss_kb", "peak_rss_largest_kb", "pss_kb",
-                        "db_cpu_us_per_req", "client_cpu_busy"):
+            for key in keys or sorted({k for r in ok for k in r["result"]}):
                 values = [r["result"].get(key) for r in ok if r["result"].get(key) is not None]
                 entry[key] = statistics.median(values) if values else None
             died = [r for r in ok if r.get("server_died")]
             if died:
                 entry["server_died"] = len(died)
-        summary["%s|%s" % (server, case)] = entry
+        summary["%s|%s" % (server, what)] = entry
     return summary
 
 
@@ -460,6 +471,28 @@ def start_database(cluster, results):
     return {"env": {"BENCH_PG": cluster.conninfo}, "pid": cluster.proc.pid}
 
 
+def measured_run(server, workload, workdir, logdir, tag, check, measure_run, threads, env=None):
+    """Start ``server`` for ``workload`` (``threads``: the pool variants' size; ``env``: more
+    environment), wait until it answers, ``check(running)`` (None, or why the answer is wrong),
+    then ``measure_run(running)``; always stop it.  Returns the run's "result" (and
+    "server_died") or its "failure"."""
+    record = {}
+    running = Running(server, workload, 0, workdir, logdir, tag, threads, env)
+    try:
+        why = running.wait_ready() or check(running)
+        if why is None:
+            record["result"] = measure_run(running)
+            if not running.alive():
+                record["server_died"] = "exit status %s" % running.proc.returncode
+        else:
+            record["failure"] = why
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        record["failure"] = str(exc)[-500:]
+    finally:
+        running.stop()
+    return record
+
+
 def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
     scriptdir = os.path.join(workdir, "lua")
     os.makedirs(scriptdir, exist_ok=True)
@@ -484,26 +517,20 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
                     record["failure"] = verified[key]
                     results["runs"].append(record)
                     continue
-                tag = "%s_%s_r%d" % (server.name, case, repeat)
-                running = Running(server, workload, 0, workdir, logdir, tag, args.threads,
-                                  db.get("env") if workload.uses_db else None)
-                try:
-                    why = running.wait_ready()
-                    if why is None and key not in verified:
-                        why = verify(running.port, workload, server)
-                        verified[key] = True if why is None else "wrong answer: " + why
-                    if why is None:
-                        record["result"] = measure(
-                            running, workload, conns, args.duration, args.warmup, scriptdir,
-                            db.get("pid") if workload.uses_db else None)
-                        if not running.alive():
-                            record["server_died"] = "exit status %s" % running.proc.returncode
-                    else:
-                        record["failure"] = why
-                except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    record["failure"] = str(exc)[-500:]
-                finally:
-                    running.stop()
+
+                def check(running):  # once per server and workload
+                    if key in verified:
+                        return None
+                    why = verify(running.port, workload, server)
+                    verified[key] = True if why is None else "wrong answer: " + why
+                    return why
+
+                record.update(measured_run(
+                    server, workload, workdir, logdir, "%s_%s_r%d" % (server.name, case, repeat),
+                    check, lambda running: measure(running, workload, conns, args.duration,
+                                                   args.warmup, scriptdir,
+                                                   db.get("pid") if workload.uses_db else None),
+                    args.threads, db.get("env") if workload.uses_db else None))
                 results["runs"].append(record)
                 r = record.get("result")
                 if r:
@@ -518,6 +545,67 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
                 else:
                     log("%3d/%d %-16s %-18s FAILED: %s" % (done, total, server.name, case,
                                                             record["failure"]))
+                save()
+
+
+# ---------------------------------------------------------------------------------------------
+# ab (ApacheBench) on the static workloads: a new connection per request (HTTP/1.0, no -k),
+# latency percentiles over every request, as the issue asks: ab -n 50000 -c 100 -r.
+
+def ab(port, workload, requests):
+    cmd = ["taskset", "-c", CLIENT_CPU, "ab", "-n", str(requests), "-c", str(AB_CONNS), "-r",
+           "http://127.0.0.1:%d%s" % (port, workload.path)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=600).stdout.decode(errors="replace")
+
+    def number(pattern, default=None):
+        match = re.search(pattern, out, re.M)
+        return float(match.group(1)) if match else default
+
+    complete = number(r"^Complete requests:\s+(\d+)")
+    if complete is None:
+        raise RuntimeError("ab printed no summary:\n" + out[-2000:])
+    result = {"requests": int(complete), "rps": number(r"^Requests per second:\s+([\d.]+)"),
+              "mean_ms": number(r"^Time per request:\s+([\d.]+) \[ms\] \(mean\)"),
+              "failed_requests": int(number(r"^Failed requests:\s+(\d+)", 0)),
+              "non_2xx": int(number(r"^Non-2xx responses:\s+(\d+)", 0))}
+    for pct, ms in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M):
+        result["p%s_ms" % pct] = float(ms)
+    return result, out
+
+
+def measure_ab(running, workload, requests):
+    cpu0 = procstat.cpu_seconds(running.pid)
+    result, out = ab(running.port, workload, requests)
+    cpu1 = procstat.cpu_seconds(running.pid)
+    running.logfile.write(out.encode())
+    result["cpu_s"] = round(cpu1 - cpu0, 3)
+    result["cpu_us_per_req"] = (cpu1 - cpu0) / result["requests"] * 1e6 \
+        if result["requests"] else None
+    return result
+
+
+def run_ab(args, servers, cases, workdir, logdir, results, save):
+    workloads = [w for w, _ in cases if WORKLOADS[w].static]
+    for repeat in range(args.repeats):
+        for name in dict.fromkeys(workloads):
+            workload = WORKLOADS[name]
+            for server in [s for s in servers if s.supports(name)]:
+                record = {"server": server.name, "workload": name, "repeat": repeat}
+                record.update(measured_run(
+                    server, workload, workdir, logdir, "%s_ab_%s_r%d" % (server.name, name, repeat),
+                    lambda running: verify(running.port, workload, server),
+                    lambda running: measure_ab(running, workload, args.ab_requests),
+                    args.threads))
+                results["ab"].append(record)
+                r = record.get("result")
+                if r:
+                    log("ab %-16s %-10s %8.0f req/s  p50 %4.0f ms  p99 %4.0f ms  %5.1f us/req  "
+                        "%d failed" % (server.name, name, r["rps"], r.get("p50_ms", -1),
+                                       r.get("p99_ms", -1), r["cpu_us_per_req"] or 0,
+                                       r["failed_requests"] + r["non_2xx"]))
+                else:
+                    log("ab %-16s %-10s FAILED: %s" % (server.name, name, record["failure"]))
                 save()
 
 
@@ -573,7 +661,10 @@ def main(argv=None):
     parser.add_argument("--idle-timeout", type=int, default=120,
                         help="keep-alive timeout given to servers during saturation [120]")
     parser.add_argument("--no-saturate", action="store_true", help="skip bench/saturate")
-    parser.add_argument("--no-matrix", action="store_true", help="only bench/saturate")
+    parser.add_argument("--no-matrix", action="store_true", help="only bench/saturate (and ab)")
+    parser.add_argument("--ab-requests", type=int, default=50000,
+                        help="ab -n for the static workloads among the cases [50000]")
+    parser.add_argument("--no-ab", action="store_true", help="skip ab on the static workloads")
     parser.add_argument("--out", help="results name (results/NAME.json) [quick or full]")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="app threads of the pool variants (aiowsgi-threads, granian-threads, "
@@ -620,13 +711,15 @@ def main(argv=None):
                    "repeats": args.repeats, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU,
                    "cases": [case_name(w, c) for w, c in cases], "threads": args.threads,
                    "servers": [s.name for s in servers],
-                   "saturate_conns": args.saturate_conns, "slow_hold_s": args.slow_hold},
-        "runs": [], "summary": {}, "saturate": {},
+                   "saturate_conns": args.saturate_conns, "slow_hold_s": args.slow_hold,
+                   "ab_requests": args.ab_requests, "ab_conns": AB_CONNS},
+        "runs": [], "summary": {}, "saturate": {}, "ab": [], "ab_summary": {},
     }
     out_json = os.path.join(resultsdir, name + ".json")
 
     def save():
         results["summary"] = summarize(results["runs"])
+        results["ab_summary"] = summarize(results["ab"], by="workload", keys=None)
         with open(out_json + ".tmp", "w") as f:
             json.dump(results, f, indent=1, sort_keys=True)
         os.replace(out_json + ".tmp", out_json)
@@ -646,6 +739,8 @@ def main(argv=None):
             if not args.no_matrix:
                 db = start_database(cluster, results) if cluster else {}
                 run_matrix(args, servers, cases, workdir, logdir, results, save, db)
+            if not args.no_ab:
+                run_ab(args, servers, cases, workdir, logdir, results, save)
             if not args.no_saturate:
                 run_saturate(args, servers, workdir, logdir, results, save)
         except KeyboardInterrupt:

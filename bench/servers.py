@@ -29,25 +29,29 @@ def _bin(name):
 
 
 def _serve(name):
-    def argv(app, port, idle, work, threads):
+    def argv(app, port, idle, work, threads=None, static=None):
         cmd = [sys.executable, os.path.join(HERE, "serve.py"), name, app, str(port)]
+        if static:
+            return cmd + [str(idle or 0), static]
         return cmd + ([str(idle)] if idle else [])
     return argv
 
 
-def _aiowsgi(app, port, idle, work, threads):
+def _aiowsgi(app, port, idle, work, threads=None, static=None):
     # Once the CLI exists it is the way in (master + 1 worker, as users run it).
     # BENCH_AIOWSGI_CLI=0 keeps the in-process launcher (no master process) for comparison.
+    # The static workloads mount the data folder at /static (--static), the rest is the app's.
     if threads or (os.path.exists(os.path.join(ROOT, "aiowsgi", "__main__.py"))
                    and os.environ.get("BENCH_AIOWSGI_CLI") != "0"):
         cmd = [sys.executable, "-m", "aiowsgi", "--bind", "127.0.0.1:%d" % port, "--workers", "1"]
         cmd += ["--threads", str(threads)] if threads else []
+        cmd += ["--static", "/static=" + static] if static else []
         return cmd + (["--keepalive", str(idle)] if idle else []) + [app]
-    return _serve("aiowsgi")(app, port, idle, work, threads)
+    return _serve("aiowsgi")(app, port, idle, work, threads, static)
 
 
 def _gunicorn(worker):
-    def argv(app, port, idle, work, threads):
+    def argv(app, port, idle, work, threads=None, static=None):
         cmd = [_bin("gunicorn"), "--workers", "1", "--worker-class", worker,
                "--bind", "127.0.0.1:%d" % port, "--backlog", "2048", "--log-level", "warning"]
         if worker in ("gevent", "gthread"):
@@ -60,7 +64,7 @@ def _gunicorn(worker):
     return argv
 
 
-def _waitress(app, port, idle, work, threads):
+def _waitress(app, port, idle, work, threads=None, static=None):
     # Default connection limit is 100 and select() stops at fd 1024: raise the one, use poll().
     cmd = [_bin("waitress-serve"), "--listen=127.0.0.1:%d" % port, "--backlog=2048",
            "--connection-limit=%d" % LIMIT, "--asyncore-use-poll"]
@@ -71,7 +75,7 @@ def _waitress(app, port, idle, work, threads):
     return cmd + [app]
 
 
-def _granian(app, port, idle, work, threads):
+def _granian(app, port, idle, work, threads=None, static=None):
     # --blocking-threads: the threads that call the app (1 for the servers that have no pool).
     return [_bin("granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--runtime-threads", "1", "--blocking-threads", str(threads or 1),
@@ -81,7 +85,7 @@ def _granian(app, port, idle, work, threads):
             "--backpressure", str(LIMIT), app]
 
 
-def _uwsgi(app, port, idle, work, threads):
+def _uwsgi(app, port, idle, work, threads=None, static=None):
     # --http-socket: uWSGI's native HTTP, no router process.  Not --http11-socket: with keep-alive
     # one sync worker stays on its first connection and starves the other 99 (or 999), so wrk
     # would time a single connection.  Here every request costs a new connection, as with
@@ -120,12 +124,13 @@ http {{
         location = /1m {{ default_type text/plain; alias {data}/1m; }}
         location = /file {{ default_type application/octet-stream; alias {data}/file; }}
         location = /upload {{ client_max_body_size 0; default_type text/plain; return 200 "ok"; }}
+        location /static/ {{ default_type application/octet-stream; alias {data}/; }}
     }}
 }}
 """
 
 
-def _nginx(app, port, idle, work, threads):
+def _nginx(app, port, idle, work, threads=None, static=None):
     conf = os.path.join(work, "nginx-%d.conf" % port)
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(work=work, port=port, limit=LIMIT, idle=idle or 75,
@@ -134,12 +139,17 @@ def _nginx(app, port, idle, work, threads):
             "-e", "stderr"]
 
 
+# Files served by the server itself at /static/ (aiowsgi --static, nginx), not through the app.
+STATIC_WORKLOADS = ("static13k", "static1m")
+
+
 class Server:
     def __init__(self, name, argv, package=None, modules=(), wsgi=True, apps=None, root=ROOT,
-                 threads=None):
+                 threads=None, static=False):
         self.name = name
         self.root = root          # the checkout whose aiowsgi is imported (PYTHONPATH)
-        self.argv = argv          # (app, port, idle, workdir, threads) -> list
+        # (app, port, idle, workdir, threads, static dir or None) -> list
+        self.argv = argv
         self.package = package    # distribution name whose version is recorded
         self.modules = modules    # must import in the venv for the server to count as installed
         self.wsgi = wsgi          # False for the reference (nginx serves fixed bodies)
@@ -147,8 +157,11 @@ class Server:
         # Workloads it can run: pools run hello and the waiting ones, the others all but those.
         self.apps = ("hello",) + THREAD_WORKLOADS if threads == RUN_THREADS and apps is None \
             else apps
+        self.static = static      # serves files itself (the static workloads)
 
     def supports(self, workload):
+        if workload in STATIC_WORKLOADS:
+            return self.static
         if self.apps is None:
             return workload not in THREAD_WORKLOADS
         return workload in self.apps
@@ -158,7 +171,7 @@ class Server:
 
 
 SERVERS = [
-    Server("aiowsgi", _aiowsgi, "aiowsgi", ("aiowsgi._core",)),
+    Server("aiowsgi", _aiowsgi, "aiowsgi", ("aiowsgi._core",), static=True),
     Server("bjoern", _serve("bjoern"), "bjoern", ("bjoern",)),
     Server("fastwsgi", _serve("fastwsgi"), "fastwsgi", ("fastwsgi",)),
     Server("meinheld", _serve("meinheld"), "meinheld", ("meinheld.server",)),
@@ -175,7 +188,7 @@ SERVERS = [
     Server("gunicorn-gthread", _gunicorn("gthread"), "gunicorn", ("gunicorn",),
            threads=RUN_THREADS),
     Server("waitress-threads", _waitress, "waitress", ("waitress",), threads=RUN_THREADS),
-    Server("nginx", _nginx, None, (), wsgi=False,
+    Server("nginx", _nginx, None, (), wsgi=False, static=True,
            apps=("hello", "13k", "1m", "file13m", "upload100m", "pipelined")),
 ]
 
@@ -184,7 +197,8 @@ SERVERS = [
 # with what it changes.
 if os.environ.get("BENCH_BASELINE"):
     BASE = os.path.abspath(os.environ["BENCH_BASELINE"])
-    SERVERS.insert(1, Server("aiowsgi-base", _aiowsgi, "aiowsgi", ("aiowsgi._core",), root=BASE))
+    SERVERS.insert(1, Server("aiowsgi-base", _aiowsgi, "aiowsgi", ("aiowsgi._core",), root=BASE,
+                             static=os.environ.get("BENCH_BASELINE_STATIC") == "1"))
     SERVERS.insert([s.name for s in SERVERS].index("aiowsgi-threads") + 1,
                    Server("aiowsgi-base-threads", _aiowsgi, "aiowsgi", ("aiowsgi._core",),
                           root=BASE, threads=RUN_THREADS))

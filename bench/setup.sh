@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the benchmark needs on Debian 12 (as root): wrk, nginx, libev-dev and PostgreSQL
-# from Debian, the peers and psycopg into bench/.venv, and builds aiowsgi in place.  A peer that fails to install is written
-# to bench/.venv/install-failures.json and the runner records it as unavailable.
+# Installs what the benchmark needs on Debian 12 (as root): wrk, ab, nginx, libev-dev and PostgreSQL
+# from Debian, the peers and psycopg into bench/.venv, and builds aiowsgi in place.  A peer that
+# fails to install is written to bench/.venv/install-failures.json and the runner records it as
+# unavailable.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -13,6 +14,7 @@ say() { printf '[setup] %s\n' "$*"; }
 if command -v apt-get >/dev/null 2>&1; then
     missing=""
     command -v wrk >/dev/null || missing="$missing wrk"
+    command -v ab >/dev/null || missing="$missing apache2-utils"
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
     [ -f /usr/include/ev.h ] || missing="$missing libev-dev"
     command -v taskset >/dev/null || missing="$missing util-linux"
@@ -31,7 +33,7 @@ if command -v apt-get >/dev/null 2>&1; then
     # nginx's and postgresql's packages may start system instances (port 80, 5432); the benchmark
     # runs its own.
 else
-    say "not Debian: install wrk, nginx and libev headers yourself"
+    say "not Debian: install wrk, ab (ApacheBench), nginx, libev headers and PostgreSQL yourself"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

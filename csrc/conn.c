@@ -386,13 +386,42 @@ static int wake_app(aw_conn_t *c)
     return 0;
 }
 
-/* The head is complete and valid: the app is called now (streaming input) or once the body is
- * in; the environ is built then. */
+static int request_done(aw_conn_t *c);
+
+/* A request under a --static prefix is answered here, on the loop's thread, from a file and
+ * without Python (but for the access log), and then ends as any other. Returns 1 when it was
+ * one. */
+static int answer_static(aw_conn_t *c, const aw_request_t *req)
+{
+    aw_static_route_t route;
+    aw_resp_ctx_t ctx;
+    if (!aw_static_route(c->srv->statics, req, &route))
+        return 0;
+    if (!req->has_body)
+        aw_body_end(&c->body); /* nothing to read: the connection may carry another request */
+    aw_conn_resp_ctx(c, &ctx);
+    int r = aw_response_static(&c->resp, &c->out, &c->srv->log, &route, &ctx,
+                               c->srv->loop.now_ms);
+    if (r < 0) {
+        aw_log_message(&c->srv->log, AW_LOG_ERROR, "out of memory for a static file");
+        answer_error(c, 500);
+        return 1;
+    }
+    aw_server_request_done(c->srv);
+    access_log(c);
+    request_done(c);
+    return 1;
+}
+
+/* The head is complete and valid: a static file, or the app, called now (streaming input) or
+ * once the body is in; the environ is built then. */
 static int on_head(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     const aw_request_t *req = aw_parser_request(&c->parser);
     c->t_start = aw_log_wants_access(&s->log) ? aw_log_clock() : 0;
+    if (answer_static(c, req))
+        return 0;
     c->continue_owed = req->expect_continue;
     int r = aw_body_begin(&c->body, req, s->stream_input);
     if (r < 0) {

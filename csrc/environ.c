@@ -6,6 +6,7 @@
  * objects. Must not read sockets nor touch the connection: aw_environ_src_t says it all.
  */
 #include "environ.h"
+#include "http.h"
 
 #include <strings.h>
 
@@ -120,17 +121,6 @@ static int set_peer(aw_state_t *st, aw_peer_t *peer, PyObject *d)
 
 /* ---- the target -------------------------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* PATH_INFO: the percent-decoded path, as a latin-1 str (PEP 3333: bytes as code points). */
 static PyObject *decode_path(const char *p, size_t n)
 {
@@ -140,17 +130,7 @@ static PyObject *decode_path(const char *p, size_t n)
     char *out = n <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(n);
     if (!out)
         return PyErr_NoMemory();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = p[i];
-        }
-    }
+    size_t o = aw_percent_decode(p, n, out);
     PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
     if (out != stackbuf)
         PyMem_Free(out);
@@ -180,41 +160,38 @@ static int set_plain_path(aw_state_t *st, PyObject *d, const char *u, size_t n)
     return r;
 }
 
-/* Where the path begins in an absolute-form target ("http://host/path?query"). */
-static const char *path_start(const char *u, const char *end)
+/* PATH_INFO for an absolute-form target whose path is empty: "/" (RFC 9112 3.2.1), or "*" for
+ * OPTIONS, which then asks about the server as a whole (3.2.4). */
+static PyObject *empty_path(const aw_request_t *req)
 {
-    size_t n = (size_t)(end - u);
-    const char *colon = n > 0 && u[0] != '/' && u[0] != '*' ? memchr(u, ':', n) : NULL;
-    if (!colon || end - colon <= 2 || colon[1] != '/' || colon[2] != '/')
-        return u;
-    const char *auth = colon + 3;
-    const char *slash = memchr(auth, '/', (size_t)(end - auth));
-    const char *q = memchr(auth, '?', (size_t)(end - auth));
-    return slash && (!q || slash < q) ? slash : (q ? q : end);
+    return PyUnicode_FromString(req->method == HTTP_OPTIONS ? "*" : "/");
 }
 
-/* RAW_URI, PATH_INFO and QUERY_STRING from the request target: origin-form "/path?query",
- * absolute-form "http://host/path?query", asterisk-form "*". */
-static int set_target(aw_state_t *st, PyObject *d, const char *u, size_t n)
+/* RAW_URI (the target as sent), then PATH_INFO and QUERY_STRING from the parts parser.c found:
+ * the path (and query) of the origin or absolute form, or the whole asterisk or authority
+ * form; a fragment is dropped. */
+static int set_target(aw_state_t *st, PyObject *d, const aw_request_t *req)
 {
-    if (n > 0 && u[0] == '/' && !memchr(u, '%', n) && !memchr(u, '?', n) && !memchr(u, '#', n))
+    const char *base = req->head, *u = base + req->target.off;
+    size_t n = req->target.len;
+    if (req->form == AW_TARGET_ORIGIN && !memchr(u, '%', n) && !memchr(u, '?', n) &&
+        !memchr(u, '#', n))
         return set_plain_path(st, d, u, n);
     if (set_str(d, st->k_RAW_URI, u, n) < 0)
         return -1;
-    const char *end = u + n, *path = path_start(u, end);
-    const char *q = memchr(path, '?', (size_t)(end - path));
-    const char *frag = memchr(path, '#', (size_t)(end - path));
-    const char *path_end = q ? q : (frag ? frag : end);
-    PyObject *pi = decode_path(path, (size_t)(path_end - path));
+    aw_target_t t;
+    aw_path_split(base + req->path.off, req->path.len, &t);
+    PyObject *pi = t.path_len == 0 && req->form == AW_TARGET_ABSOLUTE
+                       ? empty_path(req)
+                       : decode_path(t.path, t.path_len);
     if (!pi || PyDict_SetItem(d, st->k_PATH_INFO, pi) < 0) {
         Py_XDECREF(pi);
         return -1;
     }
     Py_DECREF(pi);
-    if (!q)
+    if (!t.query)
         return PyDict_SetItem(d, st->k_QUERY_STRING, st->v_empty);
-    const char *qend = frag && frag > q ? frag : end;
-    return set_str(d, st->k_QUERY_STRING, q + 1, (size_t)(qend - q - 1));
+    return set_str(d, st->k_QUERY_STRING, t.query, t.query_len);
 }
 
 /* ---- headers ----------------------------------------------------------------------------- */
@@ -288,6 +265,18 @@ static int set_headers(aw_state_t *st, PyObject *d, const aw_request_t *req, int
     return 0;
 }
 
+/* RFC 9112 3.2.2: with an absolute-form target, the target's authority stands for the Host
+ * field (which must still have come, and be valid). */
+static int set_authority_host(aw_state_t *st, PyObject *d, const aw_request_t *req)
+{
+    PyObject *key = key_for(st, "host", 4);
+    if (!key)
+        return -1;
+    int r = set_str(d, key, req->head + req->authority.off, req->authority.len);
+    Py_DECREF(key);
+    return r;
+}
+
 /* X-Forwarded-For / -Proto, applied only when the peer is a trusted proxy: the address the
  * nearest proxy saw is the last element of the list. */
 static int apply_forwarded(aw_state_t *st, PyObject *d)
@@ -343,8 +332,8 @@ PyObject *aw_environ_build(const aw_environ_src_t *src)
         PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11 : st->v_http10) <
             0 ||
         set_peer(st, src->peer, d) < 0 ||
-        set_target(st, d, req->head + req->target.off, req->target.len) < 0 ||
-        set_headers(st, d, req, &forwarded) < 0)
+        set_target(st, d, req) < 0 || set_headers(st, d, req, &forwarded) < 0 ||
+        (req->form == AW_TARGET_ABSOLUTE && set_authority_host(st, d, req) < 0))
         goto error;
     /* a unix-socket peer is a local process the socket file's permissions let in (a reverse
      * proxy on the same host): trusted, as gunicorn does */

@@ -40,6 +40,7 @@ static const aw_opt_spec_t option_table[] = {
     AW_OPT(max_queue, AW_OPT_SIZE, 128, 0, 1 << 20),
     AW_OPT(stream_input, AW_OPT_FLAG, 0, 0, 1),
     AW_OPT(multiprocess, AW_OPT_FLAG, 0, 0, 1),
+    AW_OPT(static_max_age, AW_OPT_SIZE, 60, 0, 31536000),
 };
 
 #define N_OPTIONS (sizeof(option_table) / sizeof(option_table[0]))

@@ -12,6 +12,7 @@ typedef struct {
     long long max_header_size, max_body_size, spool_threshold, max_requests;
     long long threads, max_queue; /* app threads (1: the loop calls the app), waiting requests */
     long long stream_input, multiprocess;
+    long long static_max_age; /* seconds */
 } aw_options_t;
 
 int aw_options_parse(aw_options_t *o, PyObject *kwds);

@@ -12,6 +12,14 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
+
+/* A file this small follows its head in the same segment (MSG_MORE holds the head back until
+ * sendfile adds the file): one packet instead of two. Not for larger files, which fill many
+ * segments anyway: measured on loopback, holding the head back there made the server's CPU per
+ * 1 MB response 15-25% higher (the client's, three times lower: nginx with tcp_nopush does the
+ * same). 64 KiB: the largest segment the kernel hands a device (GSO). */
+#define AW_CORK_MAX (64 * 1024)
 
 void aw_out_init(aw_out_t *out, aw_pool_t *pool, aw_release_fn release, void *ctx)
 {
@@ -122,6 +130,23 @@ void aw_out_file(aw_out_t *out, int fd, long long off, long long len)
     out->file_left = len;
 }
 
+/* The same, but the queue owns fd: it is closed once sent, or when the queue is cleared. */
+void aw_out_file_owned(aw_out_t *out, int fd, long long off, long long len)
+{
+    aw_out_file(out, fd, off, len);
+    out->file_owned = 1;
+}
+
+/* The file is out, or will never be. */
+static void file_done(aw_out_t *out)
+{
+    if (out->file_owned && out->file_fd >= 0)
+        close(out->file_fd);
+    out->file_fd = -1;
+    out->file_owned = 0;
+    out->file_left = 0;
+}
+
 /* Drop the pieces that sent bytes covered. */
 static void consumed(aw_out_t *out, size_t sent)
 {
@@ -155,7 +180,8 @@ static int send_queue(aw_out_t *out, int sock)
                                     .iov_len = sg->len};
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        int more = out->file_left > 0 && out->file_left <= AW_CORK_MAX ? MSG_MORE : 0;
+        ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | more);
         if (sent < 0) {
             if (errno == EINTR)
                 continue;
@@ -185,7 +211,7 @@ static int send_file(aw_out_t *out, int sock)
         out->file_left -= n;
         out->sent += (unsigned long long)n;
     }
-    out->file_fd = -1;
+    file_done(out);
     return 0;
 }
 
@@ -260,8 +286,7 @@ void aw_out_clear(aw_out_t *out)
         release(out, &out->segs[i]);
     out->nsegs = out->head = 0;
     out->len = out->queued = 0;
-    out->file_fd = -1;
-    out->file_left = 0;
+    file_done(out);
     aw_pool_put(out->pool, out->buf, out->cap);
     out->buf = NULL;
     out->cap = 0;

@@ -39,6 +39,7 @@ typedef struct {
     int nsegs, head;
     size_t queued;                  /* bytes queued and not sent, the file excluded */
     int file_fd;                    /* a file to send once the queue ahead of it is out */
+    int file_owned;                 /* ... and to close once sent (or dropped) */
     long long file_off, file_left;
     unsigned long long sent;        /* bytes written since aw_out_init */
     unsigned blocked : 1;           /* the socket said EAGAIN: wait for EPOLLOUT */
@@ -53,6 +54,7 @@ int aw_out_copy(aw_out_t *out, const char *data, size_t len);
 int aw_out_ref(aw_out_t *out, void *ref, const char *data, size_t len);
 int aw_out_segments_left(const aw_out_t *out);
 void aw_out_file(aw_out_t *out, int fd, long long off, long long len);
+void aw_out_file_owned(aw_out_t *out, int fd, long long off, long long len);
 int aw_out_flush(aw_out_t *out, int sock);
 int aw_out_pending(const aw_out_t *out);
 int aw_out_full(const aw_out_t *out);

@@ -1,9 +1,11 @@
-/* parser.h: HTTP/1.x requests parsed with llhttp into plain C (aw_request_t).
+/* parser.h: HTTP/1.x requests checked line by line as RFC 9112 writes them, their heads read
+ * with llhttp into plain C (aw_request_t), their bodies decoded.
  *
  * Pure C: no Python here, so the parser is fuzzed on its own (csrc/fuzz/fuzz_parser.c).
  * While a head arrives, its bytes stay contiguous in the caller's buffer from "base" (the caller
  * may move the buffer between feeds, passing the new base each time); once complete, the head is
- * copied, so the request no longer depends on the caller's buffer.
+ * copied, so the request no longer depends on the caller's buffer. Body bytes need not be kept:
+ * every byte given is consumed unless a head or the end of a request is reported first.
  */
 #ifndef AW_PARSER_H
 #define AW_PARSER_H
@@ -13,6 +15,7 @@
 #include <stdint.h>
 
 #define AW_CHUNK_LINE_MAX 4096 /* a chunk-size line with its extensions, at most */
+#define AW_METHOD_UNKNOWN (-1) /* a well-formed method token llhttp does not know: 501 */
 
 typedef struct {
     uint32_t off, len;
@@ -22,15 +25,27 @@ typedef struct {
     aw_span_t name, value;
 } aw_field_t;
 
+/* The forms of a request target (RFC 9112 3.2). */
+typedef enum {
+    AW_TARGET_ORIGIN,    /* "/path?query" */
+    AW_TARGET_ABSOLUTE,  /* "http://authority/path?query" */
+    AW_TARGET_AUTHORITY, /* "host:port", for CONNECT */
+    AW_TARGET_ASTERISK,  /* "*", for OPTIONS */
+} aw_target_form_t;
+
 /* One request head, copied out of llhttp and out of the caller's buffer: spans are offsets into
  * head. Valid from AW_PARSE_HEAD (or an error found in a complete head) until the next feed
  * after AW_PARSE_END. */
 typedef struct {
-    const char *head;  /* the head's bytes (parser.c's copy) */
+    const char *head; /* the head's bytes (parser.c's copy) */
     size_t head_len;
-    int method; /* llhttp_method_t */
+    int method; /* llhttp_method_t, or AW_METHOD_UNKNOWN */
     int http_major, http_minor;
-    aw_span_t target;
+    aw_span_t target;    /* as sent */
+    aw_target_form_t form;
+    aw_span_t authority; /* absolute and authority forms: host[:port] (empty otherwise) */
+    aw_span_t path;      /* origin and absolute forms: from the path on (query, fragment);
+                            asterisk and authority forms: the whole target */
     aw_field_t *fields;
     int nfields;
     unsigned long long content_length; /* when not chunked */
@@ -49,7 +64,6 @@ typedef enum {
 typedef int (*aw_body_cb)(void *ctx, const char *data, size_t len);
 
 typedef enum { AW_FIELD_NONE, AW_FIELD_NAME, AW_FIELD_VALUE } aw_field_state_t;
-typedef enum { AW_PAUSE_NONE, AW_PAUSE_HEAD, AW_PAUSE_CHUNK, AW_PAUSE_END } aw_pause_t;
 
 /* Fields are parser.c's alone. */
 typedef struct {
@@ -59,15 +73,18 @@ typedef struct {
     char *copy;         /* where a complete head is copied */
     size_t copy_cap;
     aw_field_state_t fstate;
-    aw_pause_t pause;
+    int scan; /* where the next byte falls in a request (parser.c's aw_scan_t) */
     const char *base;
-    size_t head_bytes, max_head;
+    uint32_t method_off, method_len, target_off, version_off;
+    int version_minor;
+    size_t max_head;
+    size_t line_bytes;                  /* of this chunk-size line, or of the trailers */
+    unsigned long long remaining;       /* bytes left in this chunk or Content-Length body */
     unsigned long long body_bytes, max_body;
-    size_t chunk_line_seen;
     aw_body_cb on_body;
     void *ctx;
     int error;
-    unsigned head_done : 1, msg_done : 1, head_told : 1, end_told : 1, at_chunk_line : 1;
+    unsigned head_done : 1, msg_done : 1, head_told : 1, end_told : 1;
 } aw_parser_t;
 
 void aw_parser_init(aw_parser_t *p, size_t max_head, unsigned long long max_body,
@@ -80,6 +97,5 @@ int aw_parser_pending(const aw_parser_t *p);
 int aw_parser_error(const aw_parser_t *p);
 int aw_parser_head_complete(const aw_parser_t *p);
 const aw_request_t *aw_parser_request(const aw_parser_t *p);
-int aw_request_find(const aw_request_t *r, const char *base, const char *lower_name);
 
 #endif

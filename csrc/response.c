@@ -1,10 +1,10 @@
 /* response.c: bytes of HTTP that go to the client.
  *
- * Owns: the one table of status lines, the Date format, validation and serialisation of the
- * status and headers an app gives start_response (PEP 3333), the body framing and its
- * enforcement (the app's Content-Length; chunked on HTTP/1.1; close-delimited on HTTP/1.0), and
- * the server's own answers (100 Continue, 4xx/5xx). Must not call the app nor write to a socket:
- * everything is queued on the connection's aw_out_t.
+ * Owns: the Date header, validation and serialisation of the status and headers an app gives
+ * start_response (PEP 3333), the body framing and its enforcement (the app's Content-Length;
+ * chunked on HTTP/1.1; close-delimited on HTTP/1.0), the server's own answers (100 Continue,
+ * 4xx/5xx; status lines from http.c's table), and queueing static.c's. Must not call the app
+ * nor write to a socket: everything is queued on the connection's aw_out_t.
  */
 #include "response.h"
 
@@ -12,39 +12,15 @@
 #include <stdio.h>
 #include <strings.h>
 
-/* ---- status lines: one table, checked by a test ------------------------------------------ */
+/* ---- status lines and the Date header --------------------------------------------------- */
 
-static const struct {
-    int code;
-    const char *reason;
-} status_table[] = {
-    {.code = 100, .reason = "Continue"},
-    {.code = 400, .reason = "Bad Request"},
-    {.code = 408, .reason = "Request Timeout"},
-    {.code = 413, .reason = "Content Too Large"},
-    {.code = 431, .reason = "Request Header Fields Too Large"},
-    {.code = 500, .reason = "Internal Server Error"},
-    {.code = 501, .reason = "Not Implemented"},
-    {.code = 503, .reason = "Service Unavailable"},
-    {.code = 505, .reason = "HTTP Version Not Supported"},
-};
-
-#define N_STATUS (sizeof(status_table) / sizeof(status_table[0]))
-
-const char *aw_status_reason(int status)
-{
-    for (size_t i = 0; i < N_STATUS; i++) {
-        if (status_table[i].code == status)
-            return status_table[i].reason;
-    }
-    return "Error";
-}
-
+/* _core.STATUS_REASONS: http.c's table as {code: reason}. */
 int aw_status_table_export(PyObject *dict)
 {
-    for (size_t i = 0; i < N_STATUS; i++) {
-        PyObject *k = PyLong_FromLong(status_table[i].code);
-        PyObject *v = PyUnicode_FromString(status_table[i].reason);
+    for (int i = 0; i < aw_status_count(); i++) {
+        const char *reason;
+        PyObject *k = PyLong_FromLong(aw_status_at(i, &reason));
+        PyObject *v = PyUnicode_FromString(reason);
         int r = (k && v) ? PyDict_SetItem(dict, k, v) : -1;
         Py_XDECREF(k);
         Py_XDECREF(v);
@@ -54,19 +30,13 @@ int aw_status_table_export(PyObject *dict)
     return 0;
 }
 
-/* "Date: <IMF-fixdate>\r\n" (RFC 9110 5.6.7), formatted by hand: strftime would follow the C
- * locale. Returns its length. */
+/* "Date: <IMF-fixdate>\r\n" (RFC 9110 6.6.1). Returns its length. */
 size_t aw_format_date(time_t t, char out[AW_DATE_MAX])
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int n = snprintf(out, AW_DATE_MAX, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                     days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return n > 0 ? (size_t)n : 0;
+    char date[AW_HTTP_DATE_LEN + 1];
+    size_t n = aw_http_date(t, date);
+    int len = snprintf(out, AW_DATE_MAX, "Date: %.*s\r\n", (int)n, date);
+    return len > 0 ? (size_t)len : 0;
 }
 
 /* ---- validation of what start_response was given ----------------------------------------- */
@@ -427,6 +397,33 @@ int aw_response_error(aw_resp_t *r, aw_out_t *out, int status, const aw_resp_ctx
     r->headers_sent = 1;
     r->close = 1;
     return aw_out_copy(out, buf, (size_t)n);
+}
+
+/* Queue the answer to a request under a --static prefix (static.c writes it straight into the
+ * queue's buffer; its file follows, sent with sendfile), and record what the access log and
+ * the keep-alive decision need. Runs on the loop's thread, which may not hold the GIL: nothing
+ * of Python here (the error log takes it itself). Returns 0, or -ENOMEM (nothing queued). */
+int aw_response_static(aw_resp_t *r, aw_out_t *out, aw_log_t *log, aw_static_route_t *route,
+                       const aw_resp_ctx_t *ctx, long long now_ms)
+{
+    aw_static_ctx_t sctx = {.keep_alive = ctx->keep_alive, .date = ctx->date,
+                            .date_len = ctx->date_len, .now_ms = now_ms};
+    aw_static_answer_t a;
+    char *buf = aw_out_reserve(out, aw_static_room(route));
+    if (!buf)
+        return -ENOMEM;
+    aw_static_answer(route, &sctx, buf, &a);
+    aw_out_commit(out, a.len);
+    if (a.fd >= 0)
+        aw_out_file_owned(out, a.fd, a.off, a.count);
+    if (a.status >= 500)
+        aw_log_message(log, AW_LOG_ERROR, "static file %.200s: %s", route->path,
+                       strerror(a.err));
+    r->status = a.status;
+    r->body_bytes = a.body_bytes;
+    r->headers_sent = 1;
+    r->close = a.close;
+    return 0;
 }
 
 /* RFC 9110 10.1.1: the client may send the body. */

@@ -8,8 +8,10 @@
 #define AW_RESPONSE_H
 
 #include "compat.h"
+#include "http.h"
 #include "log.h"
 #include "output.h"
+#include "static.h"
 
 #include <time.h>
 
@@ -40,13 +42,14 @@ int aw_response_body(aw_resp_t *r, aw_out_t *out, aw_log_t *log, PyObject *obj,
 int aw_response_end(aw_resp_t *r, aw_out_t *out, aw_log_t *log);
 long long aw_response_file_length(aw_resp_t *r, aw_log_t *log, long long file_len);
 int aw_response_error(aw_resp_t *r, aw_out_t *out, int status, const aw_resp_ctx_t *ctx);
+int aw_response_static(aw_resp_t *r, aw_out_t *out, aw_log_t *log, aw_static_route_t *route,
+                       const aw_resp_ctx_t *ctx, long long now_ms);
 int aw_response_continue(aw_out_t *out);
 int aw_response_headers_sent(const aw_resp_t *r);
 int aw_response_status(const aw_resp_t *r);
 int aw_response_must_close(const aw_resp_t *r);
 unsigned long long aw_response_body_bytes(const aw_resp_t *r);
 
-const char *aw_status_reason(int status);
 int aw_status_table_export(PyObject *dict);
 size_t aw_format_date(time_t t, char out[AW_DATE_MAX]);
 

@@ -592,6 +592,54 @@ static int parse_trusted(aw_server_t *s, PyObject *seq)
     return 0;
 }
 
+/* One --static mount; a refusal is a ValueError naming it. */
+static int add_mount(aw_server_t *s, PyObject *pair)
+{
+    PyObject *prefix, *dir = NULL;
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+        !PyUnicode_Check(prefix = PyTuple_GET_ITEM(pair, 0))) {
+        PyErr_Format(PyExc_TypeError, "a static mount is a (prefix, directory) pair, not %R",
+                     pair);
+        return -1;
+    }
+    const char *p = PyUnicode_AsUTF8(prefix); /* decoded paths are matched as UTF-8 bytes */
+    if (!p || !PyUnicode_FSConverter(PyTuple_GET_ITEM(pair, 1), &dir))
+        return -1;
+    int r = aw_static_mount(s->statics, p, PyBytes_AS_STRING(dir));
+    if (r == -EINVAL)
+        PyErr_Format(PyExc_ValueError, "static prefix %R is not a URL path such as '/static'",
+                     prefix);
+    else if (r == -EEXIST)
+        PyErr_Format(PyExc_ValueError, "static prefix %R is given twice", prefix);
+    else if (r == -ENOSYS)
+        PyErr_Format(PyExc_ValueError, "static %R: this system can neither resolve paths "
+                     "beneath a directory (openat2) nor check them (/proc)", dir);
+    else if (r < 0)
+        PyErr_Format(PyExc_ValueError, "static directory %R: %s", dir, strerror(-r));
+    Py_DECREF(dir);
+    return r < 0 ? -1 : 0;
+}
+
+/* static: {prefix: directory} or (prefix, directory) pairs. None or empty: no mounts. */
+static int setup_static(aw_server_t *s, PyObject *mounts)
+{
+    if (!mounts || Py_IsNone(mounts))
+        return 0;
+    PyObject *items = PyDict_Check(mounts) ? PyDict_Items(mounts) : Py_NewRef(mounts);
+    PyObject *fast = items ? PySequence_Fast(items, "static must be a dict or pairs") : NULL;
+    Py_XDECREF(items);
+    if (!fast)
+        return -1;
+    int r = 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n > 0 && !(s->statics = aw_static_new(s->opt.static_max_age)))
+        r = (PyErr_NoMemory(), -1);
+    for (Py_ssize_t i = 0; r == 0 && i < n; i++)
+        r = add_mount(s, PySequence_Fast_GET_ITEM(fast, i));
+    Py_DECREF(fast);
+    return r;
+}
+
 /* SERVER_NAME and SERVER_PORT of a listening socket. */
 static int socket_names(int fd, int *family, PyObject **name, PyObject **port, PyObject *empty)
 {
@@ -717,21 +765,22 @@ static void setup_timers(aw_server_t *s)
 /* The keyword arguments: the option table's (options.c), then the objects. */
 typedef struct {
     PyObject *app, *sockets, *url_scheme, *allow, *errors, *log, *access_log, *heartbeat;
+    PyObject *statics;
 } aw_init_args_t;
 
 static int parse_args(aw_server_t *s, PyObject *args, PyObject *kwds, aw_init_args_t *a)
 {
     static char *kwlist[] = {"app", "sockets", "url_scheme", "forwarded_allow_ips", "errors",
-                             "log", "access_log", "heartbeat", NULL};
+                             "log", "access_log", "heartbeat", "static", NULL};
     *a = (aw_init_args_t){.errors = Py_None, .log = Py_None, .access_log = Py_None,
                           .heartbeat = Py_None};
     PyObject *rest = kwds ? PyDict_Copy(kwds) : PyDict_New();
     if (!rest)
         return -1;
     int ok = aw_options_parse(&s->opt, rest) == 0 &&
-             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOO:Server", kwlist, &a->app,
+             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOOO:Server", kwlist, &a->app,
                                          &a->sockets, &a->url_scheme, &a->allow, &a->errors,
-                                         &a->log, &a->access_log, &a->heartbeat);
+                                         &a->log, &a->access_log, &a->heartbeat, &a->statics);
     Py_DECREF(rest);
     if (ok && !PyCallable_Check(a->app)) {
         PyErr_SetString(PyExc_TypeError, "app must be callable");
@@ -758,7 +807,7 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         a.errors = Py_None;
     s->errors = Py_NewRef(a.errors);
     s->log = (aw_log_t){.log = Py_NewRef(a.log), .access = Py_NewRef(a.access_log)};
-    if (setup_heartbeat(s, a.heartbeat) < 0)
+    if (setup_heartbeat(s, a.heartbeat) < 0 || setup_static(s, a.statics) < 0)
         return -1;
     int trusted = a.allow ? parse_trusted(s, a.allow)
                           : aw_trust_add(&s->trust, "127.0.0.1") | aw_trust_add(&s->trust, "::1");
@@ -832,6 +881,7 @@ static void Server_dealloc(aw_server_t *s)
     if (s->has_heartbeat)
         PyBuffer_Release(&s->heartbeat);
     aw_trust_free(&s->trust);
+    aw_static_free(s->statics);
     aw_pool_free(&s->pool);
     aw_loop_close(&s->loop);
     tp->tp_free(s);

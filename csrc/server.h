@@ -15,6 +15,7 @@
 #include "options.h"
 #include "pool.h"
 #include "response.h"
+#include "static.h"
 #include "threads.h"
 #include "trust.h"
 
@@ -44,6 +45,7 @@ struct aw_server {
     int stream_input; /* the option, or the app asked for it (aiowsgi.streaming_input) */
     aw_log_t log;
     aw_trust_t trust;
+    aw_static_t *statics; /* the --static mounts, or NULL */
     /* shared with connections */
     aw_loop_t loop;
     aw_pool_t pool;

@@ -4,9 +4,9 @@
 ``start.command``, ``start.in_thread``); every server it started is stopped when the test
 ends, and a server that died without the test asking for it fails the test.
 
-``shared_server(*apps, **options)``: the same, but the server is kept for the whole module
-(started on first use, started again if it is found dead, which fails the test that killed
-it).  ``server``: ``shared_server(ROUTER)``, the router of every test app with the default
+``shared_server(*apps, env=None, **options)``: the same, but the server is kept for the whole
+module (started on first use, started again if it is found dead, which fails the test that
+killed it).  ``server``: ``shared_server(ROUTER)``, the router of every test app with the default
 options.
 
 ``server_options``: the extra options every aiowsgi server gets, one run of each server test
@@ -39,19 +39,19 @@ def start(tmp_path, server_options):
 
 
 class SharedServers:
-    """Servers kept for a module, one per (apps, options)."""
+    """Servers kept for a module, one per (apps, environment, options)."""
 
     def __init__(self, launcher):
         self.launcher = launcher
         self.servers = {}
 
-    def get(self, apps, options):
-        key = (apps, tuple(sorted(options.items())))
+    def get(self, apps, options, env=None):
+        key = (apps, tuple(sorted((env or {}).items())), tuple(sorted(options.items())))
         srv = self.servers.get(key)
         if srv is None or not srv.alive():
             if srv is not None:
                 srv.stop()
-            srv = self.servers[key] = self.launcher.apps(*apps, **options)
+            srv = self.servers[key] = self.launcher.apps(*apps, env=env, **options)
         return srv
 
 
@@ -66,8 +66,8 @@ def _shared_servers(tmp_path_factory, server_options):
 def shared_server(_shared_servers):
     used = set()
 
-    def get(*apps, **options):
-        srv = _shared_servers.get(apps, options)
+    def get(*apps, env=None, **options):
+        srv = _shared_servers.get(apps, options, env)
         used.add(srv)
         return srv
 

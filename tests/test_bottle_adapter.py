@@ -97,6 +97,21 @@ def test_bottle_options_reach_aiowsgi(bottle_script):
         assert c.peer_closed(4)  # ... and closed once idle for about a second
 
 
+def test_static_option_serves_files_beside_the_bottle_app(bottle_script, tmp_path):
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "site.css").write_bytes(b"h1 { margin: 0 }\n")
+    srv = bottle_script("""
+        import aiowsgi.bottle
+        bottle.run(app, server="aiowsgi", host="127.0.0.1", port=0,
+                   static={"/static": "public"}, static_max_age=120)
+        """)
+    resp = get(srv.address, "/static/site.css")
+    assert (resp.status, resp.body) == (200, b"h1 { margin: 0 }\n")
+    assert resp.header("Content-Type") == "text/css; charset=utf-8"
+    assert resp.header("Cache-Control") == "public, max-age=120"
+    assert get_json(srv.address)["remote"] == "127.0.0.1"  # the rest is still the app's
+
+
 def test_workers_option_starts_worker_processes(bottle_script):
     srv = bottle_script("""
         import aiowsgi.bottle

@@ -6,7 +6,8 @@ memory and the descriptors it had after warm-up: one-item and two-item lists, a 
 write(), wsgi.file_wrapper over a real file (sendfile) and over BytesIO, exceptions before and
 after the headers, a client leaving in the middle of a 1 MiB response, pipelined requests,
 chunked and Content-Length uploads (spooled to a temporary file), HEAD, a malformed request
-(400); and the streaming-input protocol on a second server.  Under a debug CPython
+(400), static files (--static: 200, 206, 301, 304, 403, 404, a precompressed sibling, a
+client leaving mid-file); and the streaming-input protocol on a second server.  Under a debug CPython
 (sys.gettotalrefcount; tools/refcount-soak.sh) the total reference count must not drift either.
 The count: 100,000 requests on the buffered server (20,000 of warm-up, then
 AIOWSGI_SOAK_REQUESTS=80,000 measured) and half as many on the streaming one.
@@ -147,6 +148,25 @@ class Mix:
             self.expect([build_request("POST", "/echo/", [("Content-Length", str(size))],
                                        b"c" * size)])
 
+    def static_files(self, i):
+        """The answers of --static (the site of the soak's tmp_path, mounted at /s)."""
+        get = build_request
+        self.expect([get("GET", "/s/z.bin")], body=b"z" * 100000)
+        self.expect([get("HEAD", "/s/y.bin")], method="HEAD")
+        self.expect([get("GET", "/s/z.bin", [("Range", "bytes=10-19")])], status=206,
+                    body=b"z" * 10)
+        self.expect([get("GET", "/s/z.bin", [("If-None-Match", "*")])], status=304)
+        self.expect([get("GET", "/s/y.bin", [("Accept-Encoding", "gzip")])], body=b"gz")
+        self.expect([get("GET", "/s/nope")], status=404)
+        self.expect([get("GET", "/s/%2e%2e/z.bin")], status=403)
+        self.expect([get("GET", "/s")], status=301)
+        if i % 4 == 0:
+            with self.srv.client(rcvbuf=4096) as c:  # leaving in the middle of a file
+                c.request("GET", "/s/z.bin")
+                assert c.read_head().status == 200
+                c.abort()
+            self.done += 1
+
     def one_round(self, i):
         """About 16 requests of every kind; returns when they are all answered."""
         get = build_request
@@ -175,6 +195,7 @@ class Mix:
         self.closing(get("GET", "/raise_in_generator/"), 200)
         self.closing(b"GET / HTTP/1.1\r\nHost: soak\r\nContent-Length: 1\r\nContent-Length: 2"
                      b"\r\n\r\n", 400)
+        self.static_files(i)
         if i % 4 == 0:
             self.leave_mid_response()
             self.upload(300000)  # larger than the read buffer can ever grow
@@ -196,12 +217,16 @@ def refcount(srv):
 @pytest.mark.soak
 @pytest.mark.parametrize("mode", ["buffered", "streaming"])
 def test_soak_every_kind_of_app_leaks_no_memory_fds_or_references(start, tmp_path, mode):
-    files = {"z": tmp_path / "z.bin", "y": tmp_path / "y.bin"}
+    site = tmp_path / "files"
+    site.mkdir()
+    files = {"z": site / "z.bin", "y": site / "y.bin"}
     files["z"].write_bytes(b"z" * 100000)
     files["y"].write_bytes(b"y" * 20000)
-    # spool_threshold 16 KiB: the 20 KiB and 30 KiB uploads go through a temporary file
+    (site / "y.bin.gz").write_bytes(b"gz")
+    # spool_threshold 16 KiB: the 20 KiB and 30 KiB uploads go through a temporary file; the
+    # files are also served at /s (--static)
     srv = start.apps(ROUTER, stream_input=mode == "streaming", keepalive=5,
-                     spool_threshold=16384, quiet=True)
+                     spool_threshold=16384, quiet=True, static="/s=%s" % site)
     mix = Mix(srv, {k: quote(str(v)) for k, v in files.items()}, mode == "streaming")
     count = SOAK_REQUESTS if mode == "buffered" else SOAK_REQUESTS // 2
     t0 = time.monotonic()

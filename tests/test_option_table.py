@@ -19,7 +19,8 @@ import pytest
 
 import aiowsgi
 from aiowsgi import _core
-from aiowsgi.config import Config, ConfigError, Options, default_of, limits, options
+from aiowsgi.config import (Config, ConfigError, Options, StaticOption, default_of, limits,
+                            options)
 from aiowsgi.master import with_jitter
 
 STUB = os.path.join(os.path.dirname(os.path.abspath(aiowsgi.__file__)), "_core.pyi")
@@ -149,7 +150,8 @@ def test_stub_declares_what_config_passes_with_configs_defaults():
 # -- the Options TypedDict -------------------------------------------------------------------
 
 # Where the API accepts more than Config keeps (Config normalises the value).
-ACCEPTED: Dict[str, Any] = {"forwarded_allow_ips": Union[str, Sequence[str]]}
+ACCEPTED: Dict[str, Any] = {"forwarded_allow_ips": Union[str, Sequence[str]],
+                            "static": StaticOption}
 
 
 def test_options_typed_dict_has_configs_python_api_fields_and_types():
@@ -159,3 +161,4 @@ def test_options_typed_dict_has_configs_python_api_fields_and_types():
     for name, accepted in option_types.items():
         assert accepted == ACCEPTED.get(name, config_types[name]), name
     assert config_types["forwarded_allow_ips"] == Tuple[str, ...]
+    assert config_types["static"] == Tuple[Tuple[str, str], ...]

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Build two libFuzzer targets (ASan+UBSan, clang) and fuzz each for a bounded time:
+# Build three libFuzzer targets (ASan+UBSan, clang) and fuzz each for a bounded time:
 #   fuzz_conn    csrc/fuzz/fuzz_conn.c with every core source and llhttp's compiled in and
-#                CPython embedded: the whole request path of a connection (2/3 of the time);
+#                CPython embedded: the whole request path of a connection (1/2 of the time);
 #   fuzz_parser  csrc/fuzz/fuzz_parser.c with parser.c and llhttp only, compiled without
-#                Python's headers on the include path: the parser alone (1/3 of the time).
+#                Python's headers on the include path: the parser alone (1/4 of the time);
+#   fuzz_static  csrc/fuzz/fuzz_static.c with the --static sources (static.c, filecache.c,
+#                mime.c, http.c), parser.c and llhttp, without Python's headers: the answer
+#                to a request under a static prefix, against a site with symlinks out (1/4).
 #
 # Usage: tools/fuzz.sh [SECONDS]   (default 60; 0 only builds and replays the seed corpus)
 # Environment: CLANG (clang), PYTHON (python3).
@@ -16,7 +19,7 @@ SECONDS_TO_RUN=${1:-60}
 CLANG=${CLANG:-clang}
 PYTHON=${PYTHON:-python3}
 OUT=build/fuzz
-mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/parser-corpus" "$OUT/crashes"
+mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/parser-corpus" "$OUT/static-corpus" "$OUT/crashes"
 
 LLHTTP_SRC=${LLHTTP_SRC:-/usr/share/llhttp}
 LLHTTP_INC=${LLHTTP_INC:-}
@@ -52,6 +55,10 @@ echo "fuzz: built $OUT/fuzz_conn"
 "$CLANG" $BASEFLAGS $WARN -Werror csrc/parser.c csrc/fuzz/fuzz_parser.c "${llhttp[@]}" \
   -o "$OUT/fuzz_parser"
 echo "fuzz: built $OUT/fuzz_parser"
+# the static files alone, also without Python's headers
+"$CLANG" $BASEFLAGS $WARN -Werror csrc/static.c csrc/filecache.c csrc/mime.c csrc/http.c \
+  csrc/parser.c csrc/fuzz/fuzz_static.c "${llhttp[@]}" -o "$OUT/fuzz_static"
+echo "fuzz: built $OUT/fuzz_static"
 
 # CPython is not instrumented and frees some memory only at exit: no leak checking.
 export ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=0:${ASAN_OPTIONS:-}"
@@ -61,12 +68,16 @@ args=(-dict=csrc/fuzz/http.dict -max_len=8192 -timeout=10 -rss_limit_mb=2048
 if [ "$SECONDS_TO_RUN" = 0 ]; then
   "$OUT/fuzz_conn" "${args[@]}" -runs=0 tests/fuzz_corpus
   "$OUT/fuzz_parser" "${args[@]}" -runs=0 tests/fuzz_corpus
+  "$OUT/fuzz_static" "${args[@]}" -runs=0 tests/fuzz_corpus
 else
-  "$OUT/fuzz_conn" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN * 2 / 3 )) \
+  "$OUT/fuzz_conn" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN / 2 )) \
     "$OUT/corpus" tests/fuzz_corpus
-  # the same seeds mean something to the parser too (their first two bytes are a header)
-  "$OUT/fuzz_parser" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN - SECONDS_TO_RUN * 2 / 3 )) \
+  # the same seeds mean something to the parser and the static files too (their first bytes
+  # are a header, the rest a request)
+  "$OUT/fuzz_parser" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN / 4 )) \
     "$OUT/parser-corpus" tests/fuzz_corpus
+  "$OUT/fuzz_static" "${args[@]}" -max_total_time=$(( SECONDS_TO_RUN - SECONDS_TO_RUN / 2 - SECONDS_TO_RUN / 4 )) \
+    "$OUT/static-corpus" tests/fuzz_corpus
 fi
 if compgen -G "$OUT/crashes/*" >/dev/null; then
   echo "fuzz: crashing inputs in $OUT/crashes:"; ls -l "$OUT/crashes"; exit 1

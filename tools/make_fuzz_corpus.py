@@ -1,6 +1,7 @@
 """Writes the seed corpus of csrc/fuzz/fuzz_conn.c to tests/fuzz_corpus/ (run from the repo
 root). Each file: a flags byte (bit 0 streaming server, bit 1 half-close), a write-size byte
-(0: all at once), then the client's bytes."""
+(0: all at once), then the client's bytes.  fuzz_parser and fuzz_static read the same files
+their own way (see their opening comments)."""
 
 import os
 
@@ -48,6 +49,41 @@ SEEDS = {
                      body=chunked(b"abc")),
     "bad-version": b"GET / HTTP/2.0\r\n\r\n",
     "partial-head": b"GET /slow HTTP/1.1\r\nHost: x\r\nX-A: 1",
+    # issue 14: the request syntax of RFC 9112, valid and not
+    "leading-empty-lines": b"\r\n\r\n" + req(path=b"/g"),
+    "bare-lf-request-line": b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+    "bare-lf-head-end": b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+    "http17": b"GET /e HTTP/1.7\r\nHost: x\r\n\r\n",
+    "http30": b"GET / HTTP/3.0\r\nHost: x\r\n\r\n",
+    "unknown-method": b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n" + req(),
+    "absolute-form-ipv6": req(path=b"https://[::1]:8443/e?q=1#f"),
+    "absolute-form-empty-path": req(b"OPTIONS", b"http://example.com"),
+    "absolute-form-userinfo": req(path=b"http://u@example.com/"),
+    "asterisk-get": req(path=b"*"),
+    "two-hosts": req(headers=[b"Host: other"]),
+    "two-content-types": req(headers=[b"Content-Type: a", b"Content-Type: b"]),
+    "no-host": b"GET / HTTP/1.1\r\n\r\n",
+    "bad-host": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "chunk-extensions": req(b"POST", b"/c", headers=[b"Transfer-Encoding: chunked"],
+                            body=b'3;a\r\nabc\r\n2 ; b = c ;d="e\\"f"\r\nde\r\n0;z\r\n'
+                                 b"T: 1\r\n\r\n"),
+    "chunk-extension-bad": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
+                               body=b"3;=x\r\nabc\r\n0\r\n\r\n"),
+    "trailer-bare-lf": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
+                           body=b"3\r\nabc\r\n0\r\nT: 1\n\r\n"),
+    # under the prefix csrc/fuzz/fuzz_static.c mounts (/s); the app's paths for fuzz_conn
+    "static-get": req(path=b"/s/a.css") + req(b"HEAD", b"/s/app.3f2a1b9c.js?v=1"),
+    "static-conditional": req(path=b"/s/app.js", headers=[
+        b"Accept-Encoding: gzip, br;q=0.5, *;q=0", b'If-None-Match: W/"x", "y"',
+        b"If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT", b'If-Match: *']),
+    "static-range": req(path=b"/s/app.js", headers=[
+        b"Range: bytes=2-5", b"If-Range: Sunday, 06-Nov-94 08:49:37 GMT"]) + req(
+        path=b"/s/a.css", headers=[b"Range: bytes=-3"]),
+    "static-traversal": req(path=b"/s/%2e%2e/secret.txt") + req(path=b"/s/up/secret.txt")
+    + req(path=b"/s/out.txt") + req(path=b"/s/etc/passwd") + req(path=b"/s/a%00b%5c"),
+    "static-dirs": req(path=b"/s/d") + req(path=b"/s/d/") + req(b"HEAD", b"/s/d/x/d/?q")
+    + req(path=b"/s/fifo") + req(b"POST", b"/s/a.css", headers=[b"Content-Length: 1"],
+                                 body=b"x"),
 }
 STREAMING = {
     "stream-chunked": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
@@ -58,6 +94,8 @@ STREAMING = {
                             body=b"5000\r\n" + b"z" * 3000),
     "stream-bad-chunk": req(b"POST", b"/", headers=[b"Transfer-Encoding: chunked"],
                             body=b"3\r\nabc\r\nzz\r\n"),
+    "stream-chunk-extensions": req(b"POST", b"/r", headers=[b"Transfer-Encoding: chunked"],
+                                   body=b'5; a="b";c\r\nhello\r\n0\r\n\r\n'),
 }
 
 

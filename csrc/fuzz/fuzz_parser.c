@@ -11,7 +11,11 @@
  * Checks, besides ASan/UBSan: every span of a head lies inside the bytes of that head; a
  * request is told as HEAD then END, and nothing follows an ERROR but ERROR; body bytes arrive
  * only between HEAD and END, and a Content-Length body is exactly that long; an error's status
- * is one the server answers with; feeding always makes progress or waits for bytes.
+ * is one the server answers with; feeding always makes progress or waits for bytes. And what
+ * an accepted head is (RFC 9112, SPEC 4): its lines end in CRLF and nothing else, none is
+ * folded, no control byte but HTAB is in it; its method is one the server knows; its target
+ * is VCHARs, "*" only for OPTIONS and host:port for CONNECT, its parts inside it; one Host at
+ * most, and one on HTTP/1.1; one Content-Type at most.
  */
 #include "../parser.h"
 
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct {
     int in_body;
@@ -42,7 +47,52 @@ static int on_body(void *ctx, const char *data, size_t len)
     return 0;
 }
 
-static void check_head(const aw_request_t *r, size_t head_len)
+static int span_inside(aw_span_t inner, aw_span_t outer)
+{
+    return inner.off >= outer.off && inner.off + (size_t)inner.len <= outer.off + (size_t)outer.len;
+}
+
+/* The head's bytes: CRLF the only line end, no obs-fold, no control byte but HTAB. */
+static void check_head_bytes(const char *head, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)head[i];
+        check(ch != '\r' || (i + 1 < len && head[i + 1] == '\n'), "a bare CR in an accepted head");
+        check(ch != '\n' || (i > 0 && head[i - 1] == '\r'), "a bare LF in an accepted head");
+        check(ch != '\n' || i + 1 == len || (head[i + 1] != ' ' && head[i + 1] != '\t'),
+              "an obs-fold in an accepted head");
+        check(ch >= 0x20 || ch == '\t' || ch == '\r' || ch == '\n', "a control byte in a head");
+        check(ch != 0x7f, "a DEL in an accepted head");
+    }
+}
+
+static int count_fields(const aw_request_t *r, const char *head, const char *name)
+{
+    int n = 0;
+    for (int i = 0; i < r->nfields; i++) {
+        const aw_field_t *f = &r->fields[i];
+        n += f->name.len == strlen(name) && strncasecmp(head + f->name.off, name, f->name.len) == 0;
+    }
+    return n;
+}
+
+static void check_target(const aw_request_t *r, const char *head)
+{
+    check(r->target.len > 0, "an empty target");
+    for (size_t i = 0; i < r->target.len; i++) {
+        unsigned char ch = (unsigned char)head[r->target.off + i];
+        check(ch > 0x20 && ch < 0x7f, "a target byte that is not VCHAR");
+    }
+    check(span_inside(r->path, r->target), "the path outside the target");
+    check(span_inside(r->authority, r->target), "the authority outside the target");
+    check((r->form == AW_TARGET_ASTERISK) <= (r->method == HTTP_OPTIONS), "'*' not for OPTIONS");
+    check((r->form == AW_TARGET_AUTHORITY) == (r->method == HTTP_CONNECT),
+          "authority-form and CONNECT apart");
+    check(r->form != AW_TARGET_ORIGIN || head[r->target.off] == '/', "an origin-form without /");
+    check(r->form != AW_TARGET_ABSOLUTE || r->authority.len > 0, "an absolute-form without host");
+}
+
+static void check_head(const aw_request_t *r, const char *head, size_t head_len)
 {
     check(r->target.off + (size_t)r->target.len <= head_len, "the target outside its head");
     check(r->nfields >= 0, "a negative field count");
@@ -54,6 +104,12 @@ static void check_head(const aw_request_t *r, size_t head_len)
     }
     check(r->http_major == 1, "a version other than 1.x was accepted");
     check(!r->has_body || r->chunked || r->content_length > 0, "a body of no length");
+    check(r->method != AW_METHOD_UNKNOWN, "a method the server does not know was accepted");
+    check_head_bytes(head, head_len);
+    check_target(r, head);
+    int hosts = count_fields(r, head, "host");
+    check(hosts <= 1 && (hosts == 1 || r->http_minor == 0), "not one Host on HTTP/1.1");
+    check(count_fields(r, head, "content-type") <= 1, "a repeated Content-Type was accepted");
 }
 
 static int known_status(int status)
@@ -97,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check(req->head_len == rpos - head_start, "the copied head is not the head's length");
             check(memcmp(req->head, buf + head_start, req->head_len) == 0,
                   "the copied head differs from the bytes received");
-            check_head(req, req->head_len);
+            check_head(req, req->head, req->head_len);
             in_request = 1;
             d.in_body = 1;
             d.body = 0;

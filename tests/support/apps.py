@@ -103,6 +103,24 @@ def environ_json(environ, start_response):
     return _json(start_response, out)
 
 
+def parsed_request(environ, start_response):
+    """The request as the server parsed it, for tests/test_parser_agrees_with_h11.py: JSON of
+    REQUEST_METHOD, RAW_URI, SERVER_PROTOCOL, PATH_INFO, QUERY_STRING, the header keys
+    (``HTTP_*``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``) and the body, str as latin-1.  The answer
+    carries ``X-Parsed: 1``, which the server's own answers do not.  Records nothing: it is
+    called thousands of times."""
+    body = environ["wsgi.input"].read()
+    keys = ("REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO", "QUERY_STRING")
+    out = {key: environ[key] for key in keys}
+    out["headers"] = {key: value for key, value in environ.items()
+                      if key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")}
+    out["body"] = body.decode("latin-1")
+    data = json.dumps(out, sort_keys=True).encode("utf-8")
+    start_response("200 OK", [("Content-Type", "application/json"), ("X-Parsed", "1"),
+                              ("Content-Length", str(len(data)))])
+    return [data]
+
+
 def _input_is_file(stream):
     try:
         return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)

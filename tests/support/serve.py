@@ -7,7 +7,7 @@ Each APP (``module:attribute``) gets its own ``aiowsgi.Server`` bound to ``--bin
 ``127.0.0.1:0``) and one line ``Listening on ADDRESS (1 worker)`` on stdout, in order, as
 aiowsgi's command line logs it.  Options are keyword arguments (``--max-body-size 100`` ->
 ``max_body_size=100``; a value is an int, a float, ``true``/``false`` or a string; a flag
-alone is True; ``--forwarded-allow-ips`` is a comma-separated list).  ``--sN-<name>``
+alone is True; ``--forwarded-allow-ips`` and ``--static`` are comma-separated lists).  ``--sN-<name>``
 applies to the N-th server only (from 0).  One app is served on the main thread, several on
 one thread each.  SIGTERM or SIGINT stops every server gracefully, and the process exits 0.
 ``--record-access``: an ``access_log`` callable that records ``access <status> <bytes>
@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 
-LIST_OPTIONS = ("forwarded_allow_ips",)
+LIST_OPTIONS = ("forwarded_allow_ips", "static")
 
 
 def load(spec):
