@@ -24,6 +24,19 @@ __version__: str
 # Server (seconds as float, sizes as int, flags as bool): the C core's one table of them.
 OPTIONS: Dict[str, Tuple[Any, Any, Any]]
 STREAMING_ATTR: str  # "__aiowsgi_streaming_input__": the attribute streaming_input() sets
+LLHTTP_VERSION_MAJOR: int
+STATUS_REASONS: Dict[int, str]
+
+# --metrics-bind: a worker's counters live in a block of METRICS_SIZE bytes (Server's
+# ``metrics=``) that metrics_read() turns into {"requests": [count for each status class
+# (METRICS_CLASSES) and method (METRICS_METHODS), class-major], "duration": [count per bucket:
+# the upper bounds METRICS_BUCKETS in seconds, then +Inf], "duration_ns": sum, "body_bytes",
+# "connections", "in_flight", "queued"} (the last three are gauges, the others counters).
+METRICS_SIZE: int
+METRICS_METHODS: Tuple[str, ...]
+METRICS_CLASSES: Tuple[str, ...]
+METRICS_BUCKETS: Tuple[float, ...]
+def metrics_read(block: Any) -> Dict[str, Any]: ...
 
 class ClientDisconnected(OSError):
     """The client went away while the app was reading a streamed request body."""
@@ -74,6 +87,7 @@ class Server:
         log: Optional[LogFunc] = None,  # None: tracebacks are printed to sys.stderr
         access_log: Optional[AccessLogFunc] = None,
         heartbeat: Any = None,
+        metrics: Any = None,
     ) -> None:
         """``heartbeat``: None, or a writable buffer (e.g. an ``mmap``) of at least
         ``8 * (threads + 1)`` bytes: one native uint64 slot for the loop's thread (slot 0) and
@@ -85,6 +99,10 @@ class Server:
         ``threads``: 1, the loop calls the app; N > 1, app calls run on N threads while the
         loop (which then holds no GIL) serves every connection. ``max_queue``: with threads,
         complete requests that may wait for a thread before the loop stops reading new ones.
+
+        ``metrics``: None, or a writable, aligned buffer of ``METRICS_SIZE`` bytes, zeroed
+        (e.g. an anonymous ``mmap`` the master shares): every request answered, by the app or
+        by the server itself, is counted there, with relaxed atomic adds (see metrics_read).
 
         ``max_requests``: after this many requests (0: never) the server stops gracefully and
         :meth:`run` returns; the worker then exits and is replaced.

@@ -18,6 +18,8 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequ
                     Union)
 
 from . import _core
+from .hooks import HOOKS, Hook, check as check_hook
+from .log import DEFAULT_ACCESS_FORMAT, compile_access_format
 
 DEFAULT_BIND = "127.0.0.1:8000"
 
@@ -195,6 +197,11 @@ class Config:
     access_log: Union[str, AccessLogFunc, None] = _option(
         None, "write one line per request (combined log format plus duration) to FILE; "
         "'-' is stdout", "--access-log", metavar="FILE", cli_default="off")
+    access_log_format: str = _option(
+        DEFAULT_ACCESS_FORMAT, "the access-log line, with gunicorn's atoms: %%(h)s %%(l)s "
+        "%%(u)s %%(t)s %%(r)s %%(m)s %%(U)s %%(q)s %%(H)s %%(s)s %%(B)s %%(b)s %%(f)s %%(a)s "
+        "%%(T)s %%(M)s %%(D)s %%(L)s %%(p)s %%({header}i)s %%({header}o)s %%({name}e)s",
+        "--access-log-format", metavar="FMT", cli_default="combined plus duration")
     log_level: str = _option(
         "info", "error log level (the error log goes to stderr): " + ", ".join(LOG_LEVELS),
         "--log-level", metavar="LEVEL")
@@ -215,11 +222,47 @@ class Config:
     static_max_age: int = _option(
         60, "Cache-Control max-age of static files (names with a content hash, such as "
         "app.3f2a1b9c.js: a year, immutable)", "--static-max-age", metavar="SECONDS", core=True)
+    reload: bool = _option(
+        False, "development: restart the workers when the source file of a module they "
+        "imported changes (inotify)", "--reload")
+    reload_extra_file: Tuple[str, ...] = _option(
+        (), "with --reload, also restart the workers when FILE changes; repeatable",
+        "--reload-extra-file", metavar="FILE", cli_default="none", repeatable=True)
+    metrics_bind: Optional[str] = _option(
+        None, "serve Prometheus metrics at /metrics on ADDR (HOST:PORT or unix:PATH), from the "
+        "master, summed over the workers", "--metrics-bind", metavar="ADDR", cli_default="off")
+    max_rss: int = _option(
+        0, "a worker whose resident memory passes MB megabytes is replaced gracefully (0: off)",
+        "--max-rss", metavar="MB", minimum=0)
+    preload: bool = _option(
+        False, "import the app in the master before forking the workers (memory shared "
+        "copy-on-write; SIGHUP then restarts the workers with the code already loaded)",
+        "--preload")
     factory: bool = _option(
         False, "APP names a factory: call it with no arguments to make the app", "--factory")
     chdir: Optional[str] = _option(
         None, "change to DIR before binding and importing the app", "--chdir", metavar="DIR",
         cli_default="the current directory")
+    # Hooks (config file or Python API; README.rst, "Hooks"): called where gunicorn calls them.
+    on_starting: Optional[Hook] = _option(
+        None, "on_starting(server): before the sockets are bound; if it raises, the server "
+        "does not start (exit status 1)")
+    when_ready: Optional[Hook] = _option(
+        None, "when_ready(server): the sockets are listening, before the workers start")
+    on_reload: Optional[Hook] = _option(
+        None, "on_reload(server): in the master, when a reload begins (SIGHUP, --reload)")
+    post_fork: Optional[Hook] = _option(
+        None, "post_fork(server, worker): in a new worker, before it imports the app")
+    post_worker_init: Optional[Hook] = _option(
+        None, "post_worker_init(worker): in a worker, once the app is imported")
+    worker_exit: Optional[Hook] = _option(
+        None, "worker_exit(server, worker): in a worker that stopped serving, before it exits")
+    on_exit: Optional[Hook] = _option(
+        None, "on_exit(server): in the master, just before it exits")
+    pre_request: Optional[Hook] = _option(
+        None, "pre_request(worker, environ): before each call of the app")
+    post_request: Optional[Hook] = _option(
+        None, "post_request(worker, environ, status): after each response the app gave")
     # Python API only (no flags): replace the logging plumbing, e.g. when embedding the server.
     log: Optional[LogFunc] = _option(
         None, "log(level, message, exc) for the core's messages; default: aiowsgi.error")
@@ -259,6 +302,34 @@ class Config:
         if self.chdir is not None and not os.path.isdir(self.chdir):
             raise ConfigError("invalid --chdir %r: not a directory" % self.chdir)
         set_(self, "static", parse_static(self.static, self.chdir))
+        self._check_operations()
+
+    def _check_operations(self) -> None:
+        """The options of SPEC section 9: reloading, metrics, the access-log format, hooks."""
+        files = self.reload_extra_file
+        files = (files,) if isinstance(files, str) else tuple(files)
+        if not all(isinstance(path, str) and path for path in files):
+            raise ConfigError("invalid --reload-extra-file %r: expected file names" % (files,))
+        object.__setattr__(self, "reload_extra_file", files)
+        if self.reload and self.preload:
+            raise ConfigError("--reload and --preload cannot be used together: with --preload "
+                              "the workers are forked from the code the master loaded")
+        if self.metrics_bind is not None:
+            parse_bind(self.metrics_bind)
+        try:
+            compile_access_format(self.access_log_format)
+        except ValueError as exc:
+            raise ConfigError("invalid --access-log-format %r: %s"
+                              % (self.access_log_format, exc)) from exc
+        for name in HOOKS:
+            hook = getattr(self, name)
+            why = None if hook is None else check_hook(name, hook)
+            if why:
+                raise ConfigError("invalid %s hook %r: %s" % (name, hook, why))
+
+    def hook(self, name: str) -> Optional[Hook]:
+        """The hook ``name`` (one of :data:`aiowsgi.hooks.HOOKS`), or None."""
+        return getattr(self, name)  # type: ignore[no-any-return]
 
     @property
     def log_level_number(self) -> int:
@@ -290,14 +361,29 @@ class Options(TypedDict, total=False):
     timeout: float
     graceful_timeout: float
     access_log: Union[str, AccessLogFunc, None]
+    access_log_format: str
     log_level: str
     forwarded_allow_ips: Union[str, Sequence[str]]
     threads: int
     max_queue: int
     static: StaticOption
     static_max_age: int
+    reload: bool
+    reload_extra_file: Tuple[str, ...]
+    metrics_bind: Optional[str]
+    max_rss: int
+    preload: bool
     factory: bool
     chdir: Optional[str]
+    on_starting: Optional[Hook]
+    when_ready: Optional[Hook]
+    on_reload: Optional[Hook]
+    post_fork: Optional[Hook]
+    post_worker_init: Optional[Hook]
+    worker_exit: Optional[Hook]
+    on_exit: Optional[Hook]
+    pre_request: Optional[Hook]
+    post_request: Optional[Hook]
     log: Optional[LogFunc]
     errors: Any
 

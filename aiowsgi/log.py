@@ -8,12 +8,15 @@ about sockets or processes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
-from typing import IO, Any, Iterable, Mapping, Optional
+from typing import IO, Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 ERROR_LOGGER = "aiowsgi.error"
 ACCESS_LOGGER = "aiowsgi.access"
@@ -117,19 +120,29 @@ class ErrorStream:
             error_log.error("%s", pending)
 
 
+# The combined log format plus the duration in seconds, in gunicorn's atoms (see AccessLog).
+DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s'
+
+# environ key where a response-header atom ({name}o) finds the app's headers (worker.py puts
+# them there, only when the format asks for one)
+RESPONSE_HEADERS_KEY = "aiowsgi.response_headers"
+
+
 class AccessLog:
-    """The core's ``access_log=`` callable: one line per request, in the combined log format
-    followed by the duration in seconds::
+    """The core's ``access_log=`` callable: one line per request, by default in the combined
+    log format followed by the duration in seconds::
 
         127.0.0.1 - - [21/Nov/2026:13:02:07 +0000] "GET /a?b=1 HTTP/1.1" 200 13 "-" "curl/7.88.1" 0.000152
 
-    ``target`` is a file name (opened for appending) or ``"-"`` for stdout.  Each server has its
-    own handler, so two servers in one process keep their files apart; records also pass
-    through the ``aiowsgi.access`` logger when the application enabled it at INFO.
+    ``fmt`` is a format with gunicorn's atoms (:func:`compile_access_format`).  ``target`` is a
+    file name (opened for appending) or ``"-"`` for stdout.  Each server has its own handler,
+    so two servers in one process keep their files apart; records also pass through the
+    ``aiowsgi.access`` logger when the application enabled it at INFO.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, fmt: str = DEFAULT_ACCESS_FORMAT) -> None:
         self.target = target
+        self.format_line = compile_access_format(fmt)
         self.handler: logging.Handler
         if target == "-":
             self.handler = _SysStreamHandler("stdout")
@@ -140,7 +153,7 @@ class AccessLog:
     def __call__(self, environ: Mapping[str, Any], status: int, nbytes: int,
                  duration: float) -> None:
         record = access_logger.makeRecord(ACCESS_LOGGER, logging.INFO, "", 0,
-                                          format_access(environ, status, nbytes, duration),
+                                          self.format_line(environ, status, nbytes, duration),
                                           (), None)
         self.handler.handle(record)
         if access_logger.isEnabledFor(logging.INFO):
@@ -155,28 +168,141 @@ class AccessLog:
         self.handler.close()
 
 
-def format_access(environ: Mapping[str, Any], status: int, nbytes: int,
-                  duration: float) -> str:
-    """The access-log line for one request (see :class:`AccessLog`)."""
+# What an atom's getter is given: environ, status, body bytes, duration in seconds.
+Atom = Callable[[Mapping[str, Any], int, int, float], Any]
+LineFormatter = Callable[[Mapping[str, Any], int, int, float], str]
+
+
+def _request_line(environ: Mapping[str, Any]) -> str:
     uri = environ.get("RAW_URI")
     if uri is None:
         query = environ.get("QUERY_STRING")
         uri = environ.get("PATH_INFO", "") + ("?" + query if query else "")
-    request = "%s %s %s" % (environ.get("REQUEST_METHOD", "-"), uri,
-                            environ.get("SERVER_PROTOCOL", "-"))
-    return '%s - %s [%s] "%s" %d %s "%s" "%s" %.6f' % (
-        environ.get("REMOTE_ADDR") or "-",
-        _quote(environ.get("REMOTE_USER") or "-"),
-        time.strftime("%d/%b/%Y:%H:%M:%S %z"),
-        _quote(request),
-        status,
-        nbytes if nbytes else "-",
-        _quote(environ.get("HTTP_REFERER", "-")),
-        _quote(environ.get("HTTP_USER_AGENT", "-")),
-        duration,
-    )
+    return "%s %s %s" % (environ.get("REQUEST_METHOD", "-"), uri,
+                         environ.get("SERVER_PROTOCOL", "-"))
 
 
-def _quote(text: str) -> str:
+def _user(environ: Mapping[str, Any]) -> str:
+    """REMOTE_USER, else the user name of HTTP basic authentication, else ``-``."""
+    user = environ.get("REMOTE_USER")
+    if user:
+        return str(user)
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            return base64.b64decode(auth[6:].strip(), validate=True).decode(
+                "latin-1").partition(":")[0] or "-"
+        except (ValueError, binascii.Error):
+            pass
+    return "-"
+
+
+def _env(key: str, default: str = "-") -> Atom:
+    return lambda environ, status, nbytes, duration: environ.get(key) or default
+
+
+# gunicorn's atoms (its documentation, "access_log_format"); values from the request are
+# escaped by the formatter, numbers are left as they are
+ATOMS: Dict[str, Atom] = {
+    "h": _env("REMOTE_ADDR"),
+    "l": lambda environ, status, nbytes, duration: "-",
+    "u": lambda environ, status, nbytes, duration: _user(environ),
+    "t": lambda environ, status, nbytes, duration: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "r": lambda environ, status, nbytes, duration: _request_line(environ),
+    "m": _env("REQUEST_METHOD"),
+    "U": _env("PATH_INFO"),
+    "q": _env("QUERY_STRING", ""),
+    "H": _env("SERVER_PROTOCOL"),
+    "s": lambda environ, status, nbytes, duration: status,
+    "B": lambda environ, status, nbytes, duration: nbytes,
+    "b": lambda environ, status, nbytes, duration: nbytes if nbytes else "-",
+    "f": _env("HTTP_REFERER"),
+    "a": _env("HTTP_USER_AGENT"),
+    "T": lambda environ, status, nbytes, duration: int(duration),
+    "M": lambda environ, status, nbytes, duration: int(duration * 1e3),
+    "D": lambda environ, status, nbytes, duration: int(duration * 1e6),
+    "L": lambda environ, status, nbytes, duration: "%.6f" % duration,
+    "p": lambda environ, status, nbytes, duration: "<%d>" % os.getpid(),
+}
+NUMERIC_ATOMS = frozenset("sBTMD")
+_ATOM_REFERENCE = re.compile(r"%(?:%|\(([^)]*)\))")
+
+
+def _header_atom(name: str, kind: str) -> Atom:
+    """``{name}i`` (a request header), ``{name}o`` (a response header of the app) or
+    ``{name}e`` (an environ key); names are not case-sensitive, as in gunicorn."""
+    if kind == "i":
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        return _env(key)
+    if kind == "e":
+        return lambda environ, status, nbytes, duration: environ.get(
+            name, environ.get(name.upper(), "-"))
+    wanted = name.lower()
+
+    def response_header(environ: Mapping[str, Any], status: int, nbytes: int,
+                        duration: float) -> Any:
+        for header, value in environ.get(RESPONSE_HEADERS_KEY) or ():
+            if header.lower() == wanted:
+                return value
+        return "-"
+
+    return response_header
+
+
+def access_format_atoms(fmt: str) -> List[str]:
+    """The atoms ``fmt`` uses (``h``, ``{x-request-id}i``...), in order, once each."""
+    names = [name for name in _ATOM_REFERENCE.findall(fmt) if name]
+    return list(dict.fromkeys(names))
+
+
+def compile_access_format(fmt: str) -> LineFormatter:
+    """A function of (environ, status, nbytes, duration) giving the line for ``fmt``, a format
+    of gunicorn's access-log atoms: ``%(h)s`` (any %-conversion of Python), ``%({header}i)s``,
+    ``%({header}o)s``, ``%({key}e)s``.  Raises ValueError for an unknown atom or a format that
+    Python's ``%`` refuses.  Values from the request are escaped (:func:`_quote`), so that one
+    request is always one line."""
+    if not isinstance(fmt, str):
+        raise ValueError("expected a string")
+    getters = []
+    for name in access_format_atoms(fmt):
+        match = re.fullmatch(r"\{([^}]+)\}([ioe])", name)
+        if match:
+            getter = _header_atom(match.group(1), match.group(2))
+        elif name in ATOMS:
+            getter = ATOMS[name]
+        else:
+            raise ValueError("unknown atom %%(%s)s" % name)
+        getters.append((name, getter, name in NUMERIC_ATOMS))
+    try:
+        fmt % {name: 0 if numeric else "-" for name, _, numeric in getters}
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(str(exc)) from exc
+
+    def format_line(environ: Mapping[str, Any], status: int, nbytes: int,
+                    duration: float) -> str:
+        values = {}
+        for name, getter, numeric in getters:
+            value = getter(environ, status, nbytes, duration)
+            values[name] = value if numeric else _quote(value)
+        return fmt % values
+
+    return format_line
+
+
+_default_format = compile_access_format(DEFAULT_ACCESS_FORMAT)
+
+
+def format_access(environ: Mapping[str, Any], status: int, nbytes: int,
+                  duration: float) -> str:
+    """The access-log line for one request in the default format (see :class:`AccessLog`)."""
+    return _default_format(environ, status, nbytes, duration)
+
+
+def _quote(value: Any) -> str:
     """Escape what could forge a log line or a field: control characters, quotes, backslashes."""
-    return str(text).encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    text = str(value)
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')

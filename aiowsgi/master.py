@@ -8,7 +8,11 @@ after the fork is ``worker.py``'s (:func:`~aiowsgi.worker.run_forked`).
 Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT (or a second SIGINT) stops at once, SIGHUP
 replaces the workers one by one, SIGUSR1 reopens the access log.  Each worker has a pipe on
 which it reports that it booted (or why it could not) and a shared ``mmap`` where the core
-writes when the current app call began, which the master compares with ``--timeout``.
+writes when the current app call began, which the master compares with ``--timeout``.  With
+--metrics-bind each also has a shared block of counters (metrics.py serves their sum); with
+--reload a pipe on which it names the files of the modules it imported (reloader.py watches
+them); with --max-rss the master reads its resident size.  The master calls the server hooks
+that are its own (when_ready, on_reload); on_starting and on_exit are server.py's.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
+from . import _core, hooks
 from .config import AccessLogFunc, Config, limits
 from .importer import AppImportError
 from .log import AccessLog, error_log
+from .metrics import Metrics, new_block
+from .reloader import Watcher, syntax_errors
 from .worker import (BOOT_IMPORT_ERROR, BOOT_OTHER_ERROR, BOOT_READY, EXIT_OK, ForkedWorker,
                      run_forked)
 
@@ -39,6 +46,8 @@ POLL_INTERVAL = 0.25       # seconds between checks of the heartbeats
 IMMEDIATE_KILL_DELAY = 1.0  # after SIGQUIT to the workers, SIGKILL the ones still there
 MAX_RESPAWN_DELAY = 10.0   # back-off cap when new workers keep failing to boot
 HEARTBEAT = struct.Struct("=Q")  # native uint64, CLOCK_MONOTONIC nanoseconds; 0: idle
+RELOAD_SETTLE = 0.2        # --reload: seconds without a new change before reloading
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class WorkerBootError(RuntimeError):
@@ -53,10 +62,14 @@ class Child:
     generation: int      # the SIGHUP generation the worker was started in
     heartbeat: mmap.mmap
     boot_pipe: int       # read end; -1 once the worker's message has been read
+    metrics: Optional[mmap.mmap] = None  # its counters (--metrics-bind)
+    modules_pipe: int = -1  # read end: files of the modules it imported (--reload)
     booted: bool = False
     stopping: bool = False  # told to stop (retired by a reload, or shutdown)
     timed_out: bool = False
+    replace_for: str = "reload"  # why it is replaced once its generation is old
     message: bytes = b""
+    modules: bytes = b""  # an incomplete line of modules_pipe
 
 
 class Master:
@@ -69,12 +82,19 @@ class Master:
 
     def __init__(self, app: Union[WSGIApplication, str], config: Config,
                  sockets: List[socket.socket], access_log: Optional[AccessLogFunc],
-                 on_ready: Callable[[], None]) -> None:
+                 on_ready: Callable[[], None], server: Any = None, made: bool = False,
+                 metrics_socket: Optional[socket.socket] = None) -> None:
         self.app = app
+        self.made = made  # app is the app itself, imported here (--preload)
         self.config = config
         self.sockets = sockets
         self.access_log = access_log
         self.on_ready: Optional[Callable[[], None]] = on_ready
+        self.server = server  # what hooks receive as ``server`` (the aiowsgi.Server)
+        self.metrics = Metrics(metrics_socket, _core.__version__) if metrics_socket else None
+        self.watcher: Optional[Watcher] = None  # --reload, while run() runs
+        self._changed: List[str] = []  # --reload: files changed, waiting to settle
+        self._reload_at = 0.0
         self.workers: Dict[int, Child] = {}
         self.generation = 0
         # "graceful", "immediate", "reload", "reopen"
@@ -140,12 +160,19 @@ class Master:
         try:
             if threading.current_thread() is threading.main_thread():
                 previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+            if self.config.reload:
+                self._start_watching()
+            hooks.call(self.config.when_ready, "when_ready", self.server)
             self._loop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._kill_all(signal.SIGKILL)  # only if the loop itself failed
             self._reap(block=True)
+            if self.metrics is not None:
+                self.metrics.close()
+            if self.watcher is not None:
+                self.watcher.close()
             fds = (self._wake_r, self._wake_w, self._life_r, self._life_w)
             self._wake_r = self._wake_w = self._life_r = self._life_w = -1
             for fd in fds:
@@ -166,6 +193,8 @@ class Master:
                 self._spawn_missing()
                 self._reload_step()
                 self._check_timeouts()
+                self._check_rss()
+                self._check_changes()
             self._wait(POLL_INTERVAL)
 
     def _run_commands(self) -> None:
@@ -179,6 +208,7 @@ class Master:
                 if self._shutdown is None:
                     self.generation += 1
                     error_log.info("Reloading: replacing the workers one by one")
+                    hooks.call(self.config.on_reload, "on_reload", self.server)
             elif command == "immediate" or (command == "graceful" and self._shutdown is None):
                 self._begin_shutdown(command)
 
@@ -196,9 +226,22 @@ class Master:
             self._signal_all(signal.SIGQUIT)
 
     def _wait(self, timeout: float) -> None:
-        """Sleep until a signal, a command, a boot message or ``timeout``."""
-        pipes = [w.boot_pipe for w in self.workers.values() if w.boot_pipe >= 0]
-        readable, _, _ = select.select([self._wake_r] + pipes, [], [], timeout)
+        """Sleep until a signal, a command, a boot message, a scrape, a changed file (with
+        --reload) or ``timeout``."""
+        readers: List[Any] = [self._wake_r]
+        readers += [w.boot_pipe for w in self.workers.values() if w.boot_pipe >= 0]
+        readers += [w.modules_pipe for w in self.workers.values() if w.modules_pipe >= 0]
+        writers: List[Any] = []
+        if self.watcher is not None:
+            readers.append(self.watcher)
+            if self._changed:
+                timeout = min(timeout, max(0.0, self._reload_at - time.monotonic()))
+        if self.metrics is not None:
+            readers += self.metrics.readers()
+            writers += self.metrics.writers()
+            deadline = self.metrics.timeout()
+            timeout = timeout if deadline is None else min(timeout, deadline)
+        readable, writable, _ = select.select(readers, writers, [], timeout)
         if self._wake_r in readable:
             try:
                 while os.read(self._wake_r, 4096):
@@ -208,6 +251,18 @@ class Master:
         for worker in list(self.workers.values()):
             if worker.boot_pipe in readable:
                 self._read_boot_pipe(worker)
+            if worker.modules_pipe in readable:
+                self._read_modules_pipe(worker)
+        if self.watcher is not None and self.watcher in readable:
+            self._on_changes(self.watcher.changed())
+        if self.metrics is not None:
+            self.metrics.serve(readable, writable, self._metrics_sources)
+
+    def _metrics_sources(self) -> Tuple[List[mmap.mmap], int, int]:
+        """What a scrape is rendered from: the live workers' blocks, their number, their
+        resident memory in bytes."""
+        blocks = [w.metrics for w in self.workers.values() if w.metrics is not None]
+        return blocks, len(self.workers), sum(map(_rss, self.workers))
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -240,6 +295,64 @@ class Master:
         worker.stopping = True
         _kill(worker.pid, signal.SIGTERM)
 
+    def _check_rss(self) -> None:
+        """--max-rss: a worker above it is replaced as in a reload: a new worker starts, and
+        once it serves the old one is stopped gracefully (it finishes its requests)."""
+        limit = self.config.max_rss * 1024 * 1024
+        if not limit:
+            return
+        for worker in self.workers.values():
+            if worker.booted and not worker.stopping and worker.generation >= 0:
+                rss = _rss(worker.pid)
+                if rss > limit:
+                    error_log.warning("Worker %d uses %d MB, more than --max-rss %d; replacing "
+                                      "it", worker.pid, rss // 2**20, self.config.max_rss)
+                    worker.generation, worker.replace_for = -1, "max_rss"
+
+    # -- --reload ------------------------------------------------------------------------------
+
+    def _start_watching(self) -> None:
+        self.watcher = Watcher()
+        self.watcher.watch(self.config.reload_extra_file)
+        for path in self.config.reload_extra_file:
+            if not self.watcher.watching(path):
+                error_log.warning("--reload-extra-file %s: its directory cannot be watched",
+                                  path)
+
+    def _read_modules_pipe(self, worker: Child) -> None:
+        """Files of modules a worker imported: watch them."""
+        try:
+            data = os.read(worker.modules_pipe, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            os.close(worker.modules_pipe)
+            worker.modules_pipe = -1
+            return
+        *lines, worker.modules = (worker.modules + data).split(b"\n")
+        if self.watcher is not None:
+            self.watcher.watch(os.fsdecode(line) for line in lines if line)
+
+    def _on_changes(self, paths: List[str]) -> None:
+        """Files changed: reload once they have been quiet for RELOAD_SETTLE seconds (an
+        editor's save is often several writes)."""
+        if paths:
+            self._changed += [path for path in paths if path not in self._changed]
+            self._reload_at = time.monotonic() + RELOAD_SETTLE
+
+    def _check_changes(self) -> None:
+        if not self._changed or time.monotonic() < self._reload_at:
+            return
+        changed, self._changed = self._changed, []
+        errors = syntax_errors(changed)
+        if errors:
+            for line in errors:
+                error_log.error("Not reloading: SyntaxError in %s", line)
+            error_log.error("The running workers keep serving; fix the code to reload")
+            return
+        error_log.info("Changed: %s", ", ".join(changed))
+        self._command("reload")
+
     def _check_timeouts(self) -> None:
         if self.config.timeout <= 0:
             return
@@ -266,35 +379,51 @@ class Master:
     def _spawn(self) -> None:
         # anonymous and MAP_SHARED: seen by both; a slot per app thread and the loop's
         heartbeat = mmap.mmap(-1, HEARTBEAT.size * (self.config.threads + 1))
+        metrics = new_block() if self.metrics is not None else None
         read_end, write_end = os.pipe()
+        modules_r, modules_w = os.pipe() if self.config.reload else (-1, -1)
+        pipes = [fd for fd in (read_end, write_end, modules_r, modules_w) if fd >= 0]
         max_requests = with_jitter(self.config.max_requests)
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: try again later
             error_log.error("Cannot start a worker: %s", exc)
-            for fd in (read_end, write_end):
+            for fd in pipes:
                 os.close(fd)
-            heartbeat.close()
+            for block in (heartbeat, metrics):
+                if block is not None:
+                    block.close()
             self._back_off()
             return
         if pid == 0:  # pragma: no cover - the child: run_forked() ends the process
             run_forked(ForkedWorker(
                 self.app, self.config, self.sockets, self.access_log, heartbeat,
                 boot_pipe=write_end, life_pipe=self._life_r, max_requests=max_requests,
-                inherited=self._inherited_by_children() + [read_end]))
-        os.close(write_end)
-        os.set_blocking(read_end, False)
-        self.workers[pid] = Child(pid, self.generation, heartbeat, read_end)
+                server=self.server, metrics=metrics, made=self.made, modules_pipe=modules_w,
+                inherited=self._inherited_by_children() + [fd for fd in (read_end, modules_r)
+                                                           if fd >= 0]))
+        for fd in (write_end, modules_w):
+            if fd >= 0:
+                os.close(fd)
+        for fd in (read_end, modules_r):
+            if fd >= 0:
+                os.set_blocking(fd, False)
+        self.workers[pid] = Child(pid, self.generation, heartbeat, read_end, metrics=metrics,
+                                  modules_pipe=modules_r)
         error_log.debug("Started worker %d", pid)
 
-    def _inherited_by_children(self) -> List[Union[int, mmap.mmap]]:
+    def _inherited_by_children(self) -> List[Any]:
         """What a worker forked now inherits and must close: the master's wake-up pipe, the
-        write end of the life pipe, and the other workers' heartbeats and boot pipes."""
-        inherited: List[Union[int, mmap.mmap]] = [self._wake_r, self._wake_w, self._life_w]
+        write end of the life pipe, the metrics endpoint's sockets, the inotify descriptor,
+        and the other workers' maps and pipes."""
+        inherited: List[Any] = [self._wake_r, self._wake_w, self._life_w]
+        if self.metrics is not None:
+            inherited += self.metrics.sockets()
+        if self.watcher is not None:
+            inherited.append(self.watcher.fileno())
         for child in self.workers.values():
-            inherited.append(child.heartbeat)
-            if child.boot_pipe >= 0:
-                inherited.append(child.boot_pipe)
+            inherited += [thing for thing in (child.heartbeat, child.metrics) if thing]
+            inherited += [fd for fd in (child.boot_pipe, child.modules_pipe) if fd >= 0]
         return inherited
 
     def _read_boot_pipe(self, worker: Child) -> None:
@@ -333,24 +462,36 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 self._read_boot_pipe(worker)
+                if worker.modules_pipe >= 0:
+                    os.close(worker.modules_pipe)
                 worker.heartbeat.close()
+                if worker.metrics is not None:
+                    assert self.metrics is not None
+                    self.metrics.retire(worker.metrics)
+                    worker.metrics.close()
                 self._on_exit(worker, status)
 
     def _on_exit(self, worker: Child, status: int) -> None:
         if self._shutdown is not None:
             return
         if not worker.booted:
+            reason = "boot_failed"
             self._on_boot_failure(worker, status)
         elif worker.timed_out:
-            pass  # already logged; _spawn_missing replaces it
+            reason = "timeout"  # already logged; _spawn_missing replaces it
         elif worker.stopping:
+            reason = worker.replace_for
             error_log.debug("Worker %d stopped", worker.pid)
         elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_OK:
+            reason = "max_requests" if self.config.max_requests else "exited"
             error_log.info("Worker %d exited%s; starting a new one", worker.pid,
                            " after its max requests" if self.config.max_requests else "")
         else:
+            reason = "died"
             error_log.warning("Worker %d died (%s); starting a new one", worker.pid,
                               _describe_status(status))
+        if self.metrics is not None:
+            self.metrics.count_restart(reason)
 
     def _on_boot_failure(self, worker: Child, status: int) -> None:
         kind, text = worker.message[:1], worker.message[1:].decode("utf-8", "replace")
@@ -380,6 +521,15 @@ def with_jitter(max_requests: int) -> int:
     jittered = max_requests + random.randint(0, max_requests // 10)
     _, most = limits("max_requests")
     return jittered if most is None else min(jittered, int(most))
+
+
+def _rss(pid: int) -> int:
+    """The resident memory of process ``pid`` in bytes (0 once it is gone)."""
+    try:
+        with open("/proc/%d/statm" % pid, "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _kill(pid: int, signum: int) -> None:

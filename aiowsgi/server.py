@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Union
 
 from .config import (DEFAULT_BIND, AccessLogFunc, BindAddress, Config, ConfigError,
                      parse_bind)
-from .importer import check_app_spec
+from . import hooks
+from .importer import check_app_spec, load_app
 from .log import AccessLog, error_log, setup_error_log
 from .master import Master
 from .worker import Worker
@@ -57,8 +58,8 @@ class Server:
     ``"[::1]:8000"``, ``"unix:/run/app.sock"``) are known before :meth:`serve_forever`.
 
     With ``workers=1`` and an app object, the app is served in this process (no master; the
-    ``timeout`` option then needs a master and is not enforced).  With more workers, or an import
-    string (as the command line does), this process becomes the master: it forks the workers,
+    ``timeout`` option then needs a master and is not enforced).  With more workers, an import
+    string (as the command line does), or ``metrics_bind``, this process becomes the master: it forks the workers,
     replaces those that die or hang, and handles SIGTERM, SIGINT, SIGQUIT and SIGHUP while
     :meth:`serve_forever` runs in the main thread.  A Server serves once.
     """
@@ -75,33 +76,45 @@ class Server:
         elif not callable(app):
             raise TypeError("app must be a WSGI callable or an import string, not %s"
                             % type(app).__name__)
+        elif config.reload:
+            raise ConfigError("--reload needs the app as an import string ('module:app'), "
+                              "so that new workers can import its new source")
         setup_error_log(config.log_level_number)
+        self.sockets: List[socket.socket] = []
+        self.addresses: List[str] = []
+        self.metrics_socket: Optional[socket.socket] = None
+        hooks.call_or_fail(config.on_starting, "on_starting", self)
+        made = False
+        if config.preload and isinstance(app, str):  # copy-on-write into every worker
+            app, made = load_app(app, factory=config.factory), True
         self.access_log: Optional[AccessLogFunc] = None
         self._access_file: Optional[AccessLog] = None
         if callable(config.access_log):
             self.access_log = config.access_log
         elif config.access_log is not None:
             try:
-                self.access_log = self._access_file = AccessLog(config.access_log)
+                self.access_log = self._access_file = AccessLog(config.access_log,
+                                                                config.access_log_format)
             except OSError as exc:
                 raise ConfigError("invalid --access-log %r: %s"
                                   % (config.access_log, exc.strerror or exc)) from exc
-        self.sockets: List[socket.socket] = []
         self._unix_paths: List[str] = []
         try:
             self._open_sockets()
         except BaseException:
             self._close()
             raise
-        self.addresses: List[str] = [describe(sock) for sock in self.sockets]
+        self.addresses = [describe(sock) for sock in self.sockets]
         self._worker: Optional[Worker] = None
         self._master: Optional[Master] = None
         try:
-            if isinstance(app, str) or config.workers > 1:
+            if isinstance(app, str) or made or config.workers > 1 or config.metrics_bind:
                 self._master = Master(app, config, self.sockets, self.access_log,
-                                      on_ready=self._log_listening)
+                                      on_ready=self._log_listening, server=self, made=made,
+                                      metrics_socket=self.metrics_socket)
             else:
                 self._worker = Worker(app, config, self.sockets, self.access_log)
+                self._worker.boot()
         except BaseException:
             self._close()
             raise
@@ -122,10 +135,12 @@ class Server:
                 self._master.run()
             else:
                 assert self._worker is not None
+                hooks.call(self.config.when_ready, "when_ready", self)
                 self._log_listening()
                 self._worker.run()
         finally:
             self._close()
+            hooks.call(self.config.on_exit, "on_exit", self)
 
     def stop(self, graceful: bool = True) -> None:
         """Stop serving: gracefully (stop accepting, let in-flight requests finish within
@@ -156,16 +171,22 @@ class Server:
                 self.sockets.extend(inherited)
                 return
         for text in self.config.bind or (DEFAULT_BIND,):
-            address = parse_bind(text)
-            self.sockets.append(bind_socket(address, self.config.backlog))
-            if address.kind == "unix":
-                self._unix_paths.append(address.path)
+            self.sockets.append(self._bind(text))
+        if self.config.metrics_bind is not None:
+            self.metrics_socket = self._bind(self.config.metrics_bind)
+
+    def _bind(self, text: str) -> socket.socket:
+        address = parse_bind(text)
+        sock = bind_socket(address, self.config.backlog)
+        if address.kind == "unix":
+            self._unix_paths.append(address.path)
+        return sock
 
     def _close(self) -> None:
         """Close the sockets (removing unix socket files) and the access-log file."""
         if self._access_file is not None:
             self._access_file.close()
-        for sock in self.sockets:
+        for sock in self.sockets + ([self.metrics_socket] if self.metrics_socket else []):
             sock.close()
         for path in self._unix_paths:
             try:

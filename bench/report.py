@@ -26,11 +26,23 @@ def _ratio(a, b):
     return "%.2f" % (a / b) if a is not None and b else "n/a"
 
 
-def _best_peer(results, case, key="rps"):
+def _cpu_and_p99_rows(results, case, what, peer):
+    """Target rows: CPU per request and p99 latency of aiowsgi against peer."""
+    rows = []
+    for key, label, unit, digits in (("cpu_us_per_req", "CPU per request", "µs", 1),
+                                     ("p99_ms", "p99 latency", "ms", 2)):
+        a, b = _value(results, "aiowsgi", case, key), _value(results, peer, case, key)
+        if a is not None and b is not None:
+            rows.append(("%s: %s vs %s" % (what, label, peer), _ratio(a, b),
+                         "%s vs %s %s" % (_fmt(a, digits), _fmt(b, digits), unit)))
+    return rows
+
+
+def _best_peer(results, case, key="rps", exclude=("aiowsgi",)):
     """The other WSGI server with the highest ``key`` on ``case``: (name, value)."""
     best = (None, None)
     for server in results["config"]["servers"]:
-        if server.startswith("aiowsgi") or server == REFERENCE:
+        if server.startswith(exclude) or server == REFERENCE:  # aiowsgi-threads too
             continue
         v = _value(results, server, case, key)
         if v is not None and (best[1] is None or v > best[1]):
@@ -53,11 +65,8 @@ def targets(results):
     if not results["summary"]:  # saturation only (--no-matrix)
         results = dict(results, config=dict(results["config"], cases=[]))
     case = _find_case(results, "hello@100")
-    if case and "bjoern" in results["config"]["servers"]:
-        a = _value(results, "aiowsgi", case, "cpu_us_per_req")
-        b = _value(results, "bjoern", case, "cpu_us_per_req")
-        rows.append(("hello @100 conns: CPU per request vs bjoern", _ratio(a, b),
-                     "%s vs %s µs" % (_fmt(a, 1), _fmt(b, 1))))
+    if case:
+        rows += _cpu_and_p99_rows(results, case, "hello @100 conns", "bjoern")
     case = _find_case(results, "pipelined@")
     if case:
         a = _value(results, "aiowsgi", case, "rps")
@@ -94,17 +103,15 @@ def targets(results):
                 "median %s ms, %s of %s conns held" % (during.get("median_ms"), mine.get("held"),
                                                        mine.get("target"))))
     rows += static_targets(results)
-    for framework in ("bottle", "flask"):
+    for framework in ("bottle", "flask", "django"):
         case = _find_case(results, framework + "@100")
         if case:
             a = _value(results, "aiowsgi", case, "rps")
             peer, b = _best_peer(results, case)
             rows.append(("%s hello @100: req/s vs fastest other WSGI server (%s)" % (
                 framework, peer), _ratio(a, b), "%s vs %s req/s" % (_fmt(a), _fmt(b))))
-            a = _value(results, "aiowsgi", case, "cpu_us_per_req")
-            b = _value(results, "bjoern", case, "cpu_us_per_req")
-            rows.append(("%s hello @100: CPU per request vs bjoern" % framework, _ratio(a, b),
-                         "%s vs %s µs" % (_fmt(a, 1), _fmt(b, 1))))
+            for peer in ("bjoern", "fastwsgi"):
+                rows += _cpu_and_p99_rows(results, case, framework + " hello @100", peer)
     rows += thread_targets(results)
     if rows:
         lines += ["| target | ratio | medians |", "|---|---:|---|"]

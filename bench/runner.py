@@ -82,6 +82,7 @@ WORKLOADS = {
                            body=b"%d" % (100 * MB)),
     "bottle": Workload("app_bottle:app", "/hello", 13, body=HELLO),
     "flask": Workload("app_flask:app", "/hello", 13, body=HELLO),
+    "django": Workload("app_django:application", "/hello", 13, body=HELLO),
     "pipelined": Workload("apps:app", "/hello", 13, "pipeline.lua", ["16"], body=HELLO),
     # The same files as 13k and 1m, served by the server itself (aiowsgi --static, nginx) from
     # the data folder at /static/, without the app; ab measures them too (run_ab).
@@ -100,12 +101,13 @@ WORKLOADS = {
 FULL_CASES = [("hello", 100), ("hello", 1000), ("13k", 100), ("13k", 1000), ("1m", 100),
               ("1m", 1000), ("file13m", 100), ("file13m", 1000), ("upload100m", 4),
               ("bottle", 100), ("bottle", 1000), ("flask", 100), ("flask", 1000),
-              ("pipelined", 100), ("static13k", 100), ("static1m", 100)]
+              ("django", 100), ("django", 1000), ("pipelined", 100), ("static13k", 100),
+              ("static1m", 100)]
 THREAD_CASES = [(w, c) for w in THREAD_WORKLOADS for c in (100, 512)]
 FULL_CASES += THREAD_CASES
 QUICK_THREAD_CASES = [("longio", 100), ("fortunes", 100)]
 QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100), ("flask", 100),
-               ("static13k", 100), ("static1m", 100)] + QUICK_THREAD_CASES
+               ("django", 100), ("static13k", 100), ("static1m", 100)] + QUICK_THREAD_CASES
 AB_CONNS = 100  # ab -c, whatever the case's connections: the "ab -n 50000 -c 100 -r"
 DEFAULT_THREADS = 32
 
@@ -380,7 +382,7 @@ def inventory():
     tools = {"wrk": _command_output(["wrk", "-v"]), "python": platform.python_version()}
     if tools["wrk"]:
         tools["wrk"] = tools["wrk"].split()[1]  # "wrk 4.1.0 [epoll] Copyright ..."
-    for pkg in ("bottle", "flask", "matplotlib", "psycopg", "psycopg-binary"):
+    for pkg in ("bottle", "flask", "django", "matplotlib", "psycopg", "psycopg-binary"):
         try:
             tools[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:

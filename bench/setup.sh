@@ -60,8 +60,8 @@ PY
 
 log="$(mktemp)"
 # psycopg[binary]: psycopg 3 with its C implementation and its own libpq.
-for pkg in matplotlib bottle flask "psycopg[binary]" gunicorn gevent waitress bjoern fastwsgi granian \
-        uwsgi meinheld; do
+for pkg in matplotlib bottle flask django "psycopg[binary]" gunicorn gevent waitress bjoern fastwsgi \
+        granian uwsgi meinheld; do
     if ! $PIP install -q "$pkg" >"$log" 2>&1; then
         if [ "$pkg" = meinheld ] && $PIP install -q --no-deps meinheld >>"$log" 2>&1; then
             # meinheld pins greenlet<0.5, which no longer builds; its server runs without it.

@@ -28,7 +28,8 @@
  * a thread pool, APP means the connection is a job of the pool: queued or running on an app
  * thread, which owns it until it hands it back with the outcome of the app's turn; the loop
  * does not touch it meanwhile. Outside of an event, every other open connection is on exactly
- * one timer list, or READY in the server's waiting list: that is how the server finds them all.
+ * one timer list, or READY in the server's waiting list, or (APP_FLUSH, until the end of the
+ * turn) on the turn's write list: that is how the server finds them all.
  * The app's turn (app_turn) runs where the app runs, with the GIL; everything else runs on the
  * loop's thread, which with a thread pool does not hold the GIL: the Python side of a request
  * is done in the app's turn, and what the loop must still drop goes to the pool.
@@ -47,6 +48,7 @@ typedef enum {
     STEP_PARSE,  /* feed buffered bytes to the parser */
     STEP_PUMP,   /* pull the app's response */
     STEP_FLUSH,  /* send what is queued */
+    STEP_DEFER,  /* send what is queued with the turn's writes (aw_conn_write_all) */
     STEP_LINGER, /* everything is sent: half-close and drain the client */
     STEP_PAUSE,  /* read no new request until the pool has room */
     STEP_CLOSE,  /* close now */
@@ -66,7 +68,7 @@ static void set_state(aw_conn_t *c, aw_conn_state_t state)
     else if (state == AW_CONN_LINGER)
         timer = &s->t_linger;
     c->state = state;
-    if (state == AW_CONN_APP || state == AW_CONN_READY)
+    if (state == AW_CONN_APP || state == AW_CONN_APP_FLUSH || state == AW_CONN_READY)
         aw_timer_cancel(&c->timer); /* the app runs, or its request waits for a thread */
     else
         aw_timer_arm(timer, &c->timer, s->loop.now_ms);
@@ -113,6 +115,7 @@ static void watch(aw_conn_t *c)
         ev |= EPOLLIN;
         break;
     case AW_CONN_APP:
+    case AW_CONN_APP_FLUSH:
     case AW_CONN_READY:
     case AW_CONN_CLOSE_AFTER:
     case AW_CONN_LINGER_AFTER:
@@ -192,6 +195,9 @@ void aw_conn_close(aw_conn_t *c)
     if (c->paused)
         aw_server_unwait(&s->paused, c);
     c->paused = 0;
+    if (c->metered) /* a request in flight that gets no answer */
+        aw_metrics_cut(s->metrics);
+    c->metered = 0;
     aw_out_clear(&c->out);
     if (!holds_python(c) || aw_threads_gil_held())
         drop_python(c);
@@ -329,9 +335,20 @@ static int do_flush(aw_conn_t *c)
 
 /* ---- acting: requests -------------------------------------------------------------------- */
 
-static void access_log(aw_conn_t *c)
+/* A request was answered (by the app or by the server): once per request, it is counted
+ * (--metrics-bind) and logged (--access-log). */
+static void log_request(aw_conn_t *c)
 {
-    if (!aw_log_wants_access(&c->srv->log))
+    aw_server_t *s = c->srv;
+    if (s->metrics) {
+        int head = aw_parser_head_complete(&c->parser);
+        const aw_resp_t *r = &c->resp;
+        aw_metrics_end(s->metrics, c->metered, head ? aw_parser_request(&c->parser)->method : -1,
+                       aw_response_status(r), aw_response_body_bytes(r),
+                       c->t_start ? aw_log_clock() - c->t_start : 0.0);
+        c->metered = 0;
+    }
+    if (!aw_log_wants_access(&s->log))
         return;
     aw_environ_src_t src;
     aw_conn_environ_src(c, &src);
@@ -347,7 +364,7 @@ static int answer_error(aw_conn_t *c, int status)
         aw_resp_ctx_t ctx;
         aw_conn_resp_ctx(c, &ctx);
         aw_response_error(&c->resp, &c->out, status, &ctx);
-        access_log(c);
+        log_request(c);
     }
     set_state(c, AW_CONN_LINGER_AFTER);
     return 0;
@@ -408,7 +425,7 @@ static int answer_static(aw_conn_t *c, const aw_request_t *req)
         return 1;
     }
     aw_server_request_done(c->srv);
-    access_log(c);
+    log_request(c);
     request_done(c);
     return 1;
 }
@@ -419,7 +436,11 @@ static int on_head(aw_conn_t *c)
 {
     aw_server_t *s = c->srv;
     const aw_request_t *req = aw_parser_request(&c->parser);
-    c->t_start = aw_log_wants_access(&s->log) ? aw_log_clock() : 0;
+    c->t_start = aw_log_wants_access(&s->log) || s->metrics ? aw_log_clock() : 0;
+    if (s->metrics) {
+        aw_metrics_begin(s->metrics);
+        c->metered = 1;
+    }
     if (answer_static(c, req))
         return 0;
     c->continue_owed = req->expect_continue;
@@ -504,13 +525,17 @@ static int request_done(aw_conn_t *c)
 }
 
 /* The app's turn, where the app runs (the GIL held): pull the response until it is done or
- * must wait for the loop; an iterator's items are sent as they come (this turn owns the
- * connection, so it may write). A finished or cut request's Python side is done here:
- * close() of the iterable, the access log, the references. */
+ * must wait for the loop. An iterator's item is sent before the next is pulled: a pool's thread
+ * writes it at once (it owns the connection); the loop's thread leaves it for the turn's writes
+ * (AW_PUMP_FLUSH), so that the answers of one turn reach their clients together, not one wake-up
+ * of the client each. A finished or cut request's Python side is done here: close() of the
+ * iterable, the access log, the references. */
 static aw_pump_t app_turn(aw_conn_t *c)
 {
     aw_pump_t o;
     while ((o = aw_wsgi_pump(c)) == AW_PUMP_FLUSH) {
+        if (!c->worker)
+            return o; /* the loop sends it with the turn's writes, then pulls again */
         if (flush(c) < 0) {
             o = AW_PUMP_ABORT;
             break;
@@ -522,17 +547,15 @@ static aw_pump_t app_turn(aw_conn_t *c)
         aw_wsgi_finish(c);
         int failed = aw_server_failed(c->srv);
         if (!failed)
-            access_log(c);
+            log_request(c);
         aw_wsgi_reset(c); /* (a spooled body's file is closed before the client hears back) */
         /* a cut response: what is queued (earlier answers, part of this one) goes out if it
-         * can; a pool's thread sends a finished one at once */
-        if (!failed && (o == AW_PUMP_ABORT || c->worker))
+         * can; a finished one goes with the turn's (or the thread's) other answers */
+        if (!failed && o == AW_PUMP_ABORT)
             flush(c);
     }
-    /* the loop, without the GIL, closes a cut connection, or one that cannot carry another
-     * request: nothing of Python must be left for it */
-    if (c->worker && (o == AW_PUMP_ABORT || (o == AW_PUMP_DONE && !keep_alive(c))))
-        drop_python(c);
+    if (c->worker && o == AW_PUMP_ABORT)
+        drop_python(c); /* the loop, without the GIL, closes it: nothing of Python is left */
     return o;
 }
 
@@ -548,7 +571,9 @@ static int after_app(aw_conn_t *c, aw_pump_t o)
     case AW_PUMP_WAIT_IN:
         set_state(c, AW_CONN_WAIT_IN);
         return 0;
-    case AW_PUMP_FLUSH: /* (not an outcome of a turn) */
+    case AW_PUMP_FLUSH: /* the loop's: an item out with the turn's writes, then on */
+        set_state(c, AW_CONN_APP_FLUSH);
+        return 0;
     case AW_PUMP_ABORT:
         break;
     }
@@ -577,6 +602,26 @@ void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w)
     c->worker = w;
     c->outcome = app_turn(c);
     c->worker = NULL;
+    if (c->outcome == AW_PUMP_DONE && aw_out_pending(&c->out))
+        aw_worker_hold(w, job); /* its answer goes out with the thread's next ones */
+    else
+        aw_conn_finish_job(s, job, w);
+}
+
+/* A job's answer goes out (if it was held), and the connection back to the loop; one that
+ * cannot carry another request first drops its Python side, for the loop, without the GIL,
+ * closes it (threads.c's callback). */
+void aw_conn_finish_job(void *server, aw_job_t *job, aw_worker_t *w)
+{
+    aw_server_t *s = server;
+    aw_conn_t *c = aw_container_of(job, aw_conn_t, job);
+    c->worker = w;
+    if (c->outcome == AW_PUMP_DONE) {
+        flush(c); /* a failure shows in the send queue: the loop closes the connection */
+        if (!keep_alive(c) && !aw_out_pending(&c->out)) /* (a file still going out keeps its */
+            drop_python(c);                             /* wrapper until it is sent) */
+    }
+    c->worker = NULL;
     aw_threads_complete(s->threads, job);
 }
 
@@ -604,6 +649,38 @@ static int start_linger(aw_conn_t *c)
     shutdown(c->io.fd, SHUT_WR);
     set_state(c, AW_CONN_LINGER);
     return 0;
+}
+
+/* The output goes out with the turn's writes (aw_conn_write_all), just before the loop waits. */
+static void defer_write(aw_conn_t *c)
+{
+    aw_server_t *s = c->srv;
+    c->dirty = 1;
+    c->dirty_next = NULL;
+    if (s->dirty_tail)
+        s->dirty_tail->dirty_next = c;
+    else
+        s->dirty_head = c, s->dirty_since_ns = aw_threads_now_ns();
+    s->dirty_tail = c;
+}
+
+/* The turn's writes, one after the other (a client woken once gets them all), then what each
+ * connection does next: an iterator is pulled again, an idle connection rests. Before the wait,
+ * or in the middle of a long turn (server.c bounds the delay). */
+void aw_conn_write_all(aw_server_t *s)
+{
+    while (s->dirty_head) {
+        aw_conn_t *c = s->dirty_head;
+        s->dirty_head = c->dirty_next;
+        if (!s->dirty_head)
+            s->dirty_tail = NULL;
+        c->dirty = 0;
+        if (c->state == AW_CONN_CLOSED || do_flush(c) == AW_LEFT)
+            continue;
+        if (c->state == AW_CONN_APP_FLUSH)
+            set_state(c, AW_CONN_APP);
+        run(c);
+    }
 }
 
 /* --max-queue requests wait for a thread: this connection reads no new request until there
@@ -643,6 +720,8 @@ static void go_idle(aw_conn_t *c)
 
 static void do_wait(aw_conn_t *c)
 {
+    if (c->dirty)
+        return; /* after the turn's writes, run() comes back here with the real picture */
     if (c->state == AW_CONN_IDLE && !aw_out_pending(&c->out))
         go_idle(c);
     watch(c);
@@ -680,6 +759,8 @@ static aw_step_t next_step(aw_conn_t *c)
         break;
     case AW_CONN_APP:
         return STEP_PUMP;
+    case AW_CONN_APP_FLUSH:
+        return c->dirty ? STEP_WAIT : STEP_DEFER;
     case AW_CONN_READY:
     case AW_CONN_CLOSED:
         break;
@@ -696,9 +777,10 @@ static aw_step_t next_step(aw_conn_t *c)
     case AW_CONN_LINGER:
         return STEP_WAIT;
     }
-    /* before waiting, what this event produced goes out in one write */
-    if (aw_out_pending(out) && !aw_out_blocked(out))
-        return STEP_FLUSH;
+    /* before waiting, what this event produced goes out in one write: with the turn's other
+     * writes when the loop runs the app, at once from a pool's loop (it rarely writes) */
+    if (aw_out_pending(out) && !aw_out_blocked(out) && !c->dirty)
+        return c->srv->threads ? STEP_FLUSH : STEP_DEFER;
     return STEP_WAIT;
 }
 
@@ -716,6 +798,9 @@ static void run(aw_conn_t *c)
             break;
         case STEP_FLUSH:
             r = do_flush(c);
+            break;
+        case STEP_DEFER:
+            defer_write(c);
             break;
         case STEP_LINGER:
             r = start_linger(c);
@@ -776,6 +861,7 @@ static int on_eof(aw_conn_t *c, int reset)
     switch (c->state) {
     case AW_CONN_WAIT_IN:
     case AW_CONN_WAIT_OUT:
+    case AW_CONN_APP_FLUSH:
         if (aw_body_streaming(&c->body) && !aw_body_complete(&c->body)) {
             aw_body_fail(&c->body, AW_BODY_GONE); /* ClientDisconnected for the app */
             return wake_app(c);
@@ -841,6 +927,11 @@ static void on_event(aw_io_t *io, uint32_t events)
     aw_conn_t *c = aw_container_of(io, aw_conn_t, io);
     if (c->state == AW_CONN_CLOSED)
         return; /* closed earlier in this turn; its memory goes at the turn's end */
+    if (c->state == AW_CONN_APP && c->srv->threads) {
+        aw_server_take_back(c->srv); /* it may be done already: the client's next request */
+        if (c->state == AW_CONN_CLOSED)
+            return;
+    }
     if (c->state == AW_CONN_APP && c->srv->threads) {
         /* an app thread owns it: quiet until it is handed back (watch() then registers it) */
         aw_loop_unwatch(&c->srv->loop, &c->io);

@@ -28,6 +28,8 @@ typedef enum {
     AW_CONN_HEAD,          /* reading a request head (header timer) */
     AW_CONN_BODY,          /* reading a buffered body; the app is not called yet (I/O timer) */
     AW_CONN_APP,           /* the app's turn: here within one event, or a job of the pool */
+    AW_CONN_APP_FLUSH,     /* --threads 1: an iterator's item is queued; it goes out with the
+                            * turn's writes, then the app's turn goes on (no timer) */
     AW_CONN_READY,         /* a complete request waits for room in the pool (no timer) */
     AW_CONN_WAIT_OUT,      /* the response waits for the send queue to drain (I/O timer) */
     AW_CONN_WAIT_IN,       /* the response waits on the sentinel for body data (I/O timer) */
@@ -47,10 +49,14 @@ typedef struct aw_conn {
     char *rbuf;             /* the read buffer, from the server's pool while in use */
     size_t rcap, rlen, rpos;
     size_t head_start;      /* where the current request head begins in rbuf */
-    double t_start;         /* when the current request's head was complete (access log) */
+    double t_start;         /* when the current request's head was complete (access log,
+                             * metrics) */
     unsigned read_eof : 1;  /* the client will send nothing more */
     unsigned continue_owed : 1; /* Expect: 100-continue, not answered yet */
     unsigned paused : 1;    /* no new request is read: the pool is full (server's list) */
+    unsigned metered : 1;   /* the current request is counted in flight (--metrics-bind) */
+    unsigned dirty : 1;     /* its output goes out with the turn's writes (server's list) */
+    struct aw_conn *dirty_next;
     aw_job_t job;           /* the pool's handle on it (threads.c) */
     aw_worker_t *worker;    /* the app thread whose job it is, while that runs */
     aw_pump_t outcome;      /* how the app thread's turn ended */
@@ -66,6 +72,7 @@ typedef struct aw_conn {
 aw_conn_t *aw_conn_new(aw_server_t *s, aw_listener_t *l, int fd, const struct sockaddr *sa);
 void aw_conn_close(aw_conn_t *c);
 void aw_conn_reap(aw_server_t *s);
+void aw_conn_write_all(aw_server_t *s);
 void aw_conn_expire(aw_conn_t *c);
 int aw_conn_is_idle(const aw_conn_t *c);
 void aw_conn_input_read(aw_conn_t *c);
@@ -74,6 +81,7 @@ void aw_conn_resp_ctx(aw_conn_t *c, aw_resp_ctx_t *ctx);
 void aw_conn_environ_src(aw_conn_t *c, aw_environ_src_t *src);
 void aw_conn_heartbeat(aw_conn_t *c, int busy);
 void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w);
+void aw_conn_finish_job(void *server, aw_job_t *job, aw_worker_t *w);
 void aw_conn_job_done(aw_job_t *job);
 void aw_conn_room(aw_conn_t *c);
 void aw_conn_unpause(aw_conn_t *c);

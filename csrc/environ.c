@@ -359,7 +359,9 @@ PyObject *aw_environ_minimal(const aw_environ_src_t *src)
         PyObject *method = req->method >= 0 && req->method < AW_N_METHODS
                                ? st->methods[req->method]
                                : NULL; // borrowed
-        if ((method && PyDict_SetItem(d, st->k_REQUEST_METHOD, method) < 0) ||
+        if ((method ? PyDict_SetItem(d, st->k_REQUEST_METHOD, method)
+                    : set_str(d, st->k_REQUEST_METHOD, req->head + req->method_token.off,
+                              req->method_token.len)) < 0 ||
             set_str(d, st->k_RAW_URI, req->head + req->target.off, req->target.len) < 0 ||
             PyDict_SetItem(d, st->k_SERVER_PROTOCOL, req->http_minor ? st->v_http11
                                                                      : st->v_http10) < 0)

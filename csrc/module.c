@@ -7,6 +7,7 @@
 #include "environ.h"
 #include "filewrapper.h"
 #include "input.h"
+#include "metrics.h"
 #include "options.h"
 #include "response.h"
 #include "server.h"
@@ -144,7 +145,7 @@ static int module_exec(PyObject *m)
     PyObject *options = aw_options_export();
     int added = options ? PyModule_AddObjectRef(m, "OPTIONS", options) : -1;
     Py_XDECREF(options);
-    if (added < 0)
+    if (added < 0 || aw_metrics_export(m) < 0)
         goto error;
     if (PyModule_AddIntConstant(m, "LLHTTP_VERSION_MAJOR", LLHTTP_VERSION_MAJOR) < 0)
         goto error;

@@ -294,6 +294,7 @@ static int read_head(aw_parser_t *p, uint32_t head_len)
     aw_request_t *r = &p->req;
     if (!known)
         r->method = AW_METHOD_UNKNOWN;
+    r->method_token = (aw_span_t){.off = p->method_off, .len = p->method_len};
     r->target = (aw_span_t){.off = p->target_off, .len = p->version_off - 1 - p->target_off};
     return 0;
 }

@@ -39,7 +39,8 @@ typedef enum {
 typedef struct {
     const char *head; /* the head's bytes (parser.c's copy) */
     size_t head_len;
-    int method; /* llhttp_method_t, or AW_METHOD_UNKNOWN */
+    int method;             /* llhttp_method_t, or AW_METHOD_UNKNOWN */
+    aw_span_t method_token; /* as sent (what the access log shows of an unknown one) */
     int http_major, http_minor;
     aw_span_t target;    /* as sent */
     aw_target_form_t form;

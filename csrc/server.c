@@ -2,7 +2,8 @@
  *
  * Owns: the server's life (init, run, stop, dealloc), its listening sockets (our dup()s),
  * accepting until EAGAIN, the timer lists' expiry, the Date line, the graceful drain, the
- * heartbeat the master reads for --timeout, and the GIL's release around the wait for events.
+ * heartbeat the master reads for --timeout (and the block it reads for --metrics-bind), and the
+ * GIL's release around the wait for events.
  * Must not parse HTTP, call the app, or touch a connection's insides: conn.c does.
  */
 #include "server.h"
@@ -22,6 +23,7 @@
 #define AW_LINGER_MS 2000      /* time to drain a client after an error answer */
 #define AW_IO_TIMEOUT_MS 60000 /* no progress on a body read or a response write: close */
 #define AW_ACCEPT_PAUSE_MS 100 /* out of descriptors: accept again after this */
+#define AW_WRITE_DELAY_NS 1000000 /* the answers of a turn wait at most this for its writes */
 
 /* ---- what connections report ------------------------------------------------------------- */
 
@@ -29,11 +31,13 @@
 void aw_server_conn_opened(aw_server_t *s)
 {
     __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
+    aw_metrics_connections(s->metrics, 1);
 }
 
 void aw_server_conn_closed(aw_server_t *s)
 {
     __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
+    aw_metrics_connections(s->metrics, -1);
 }
 
 /* A response is complete; called where the app ran, before the client can hear back, so that
@@ -367,7 +371,7 @@ static int check_signals(aw_server_t *s)
 }
 
 /* The connections the pool handed back, then the requests that waited for room. */
-static void take_back(aw_server_t *s)
+void aw_server_take_back(aw_server_t *s)
 {
     aw_job_t *job = aw_threads_completed(s->threads), *next;
     for (; job; job = next) {
@@ -405,21 +409,27 @@ static int turn(aw_server_t *s, struct epoll_event *events)
     take_stop_request(s); /* one that came during the wait: before accepting what came too */
     /* handed-back connections first: a client's next request may be among the events */
     if (s->threads)
-        take_back(s);
+        aw_server_take_back(s);
     for (int i = 0; i < n && !aw_server_failed(s); i++) {
         aw_io_t *io = events[i].data.ptr;
         io->on_event(io, events[i].events);
+        /* a long turn (slow apps) writes what it has so far: the first answer waits little */
+        if (s->dirty_head && aw_threads_now_ns() - s->dirty_since_ns > AW_WRITE_DELAY_NS)
+            aw_conn_write_all(s);
     }
+    aw_conn_write_all(s);
     if (s->threads && check_signals(s) < 0)
         return 1;
     if (s->threads)
-        take_back(s);
+        aw_server_take_back(s);
     if (!aw_server_failed(s)) {
         expire_timers(s);
         if (!s->accepting && !s->stopping && s->loop.now_ms >= s->accept_resume_ms)
             listeners_watch(s, 1);
     }
     aw_conn_reap(s);
+    if (s->threads) /* the waiting requests, as this turn leaves them (--metrics-bind) */
+        aw_metrics_queued(s->metrics, aw_threads_backlog(s->threads) + s->ready.n);
     return aw_server_failed(s) ? 1 : 0;
 }
 
@@ -427,7 +437,9 @@ static int turn(aw_server_t *s, struct epoll_event *events)
 static void run_pool(aw_server_t *s, struct epoll_event *events)
 {
     aw_threads_t *t = calloc(1, sizeof(*t));
-    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, s, &s->loop) : -ENOMEM;
+    int r = t ? aw_threads_start(t, (int)s->opt.threads, aw_conn_run_job, aw_conn_finish_job, s,
+                                 &s->loop)
+              : -ENOMEM;
     if (r < 0) {
         s->loop_errno = -r;
         free(t); /* (threads that did start wait, unwoken: a failed start leaks them) */
@@ -530,6 +542,7 @@ static PyObject *Server_run(aw_server_t *s, PyObject *Py_UNUSED(unused))
         while (turn(s, events) == 0) {
         }
     close_connections(s, 0);
+    aw_conn_write_all(s);
     aw_conn_reap(s);
     listeners_close(s);
     s->running = 0;
@@ -720,21 +733,42 @@ error:
     return -1;
 }
 
-static int setup_heartbeat(aw_server_t *s, PyObject *heartbeat)
+/* A block of memory shared with the master (an mmap): writable, 8-byte aligned, need bytes or
+ * more. Returns 1 when obj is one (view holds it), 0 for None, -1 with an exception set. */
+static int shared_block(PyObject *obj, Py_buffer *view, Py_ssize_t need, const char *what)
 {
-    if (Py_IsNone(heartbeat))
+    if (Py_IsNone(obj))
         return 0;
-    if (PyObject_GetBuffer(heartbeat, &s->heartbeat, PyBUF_WRITABLE) < 0)
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) < 0)
         return -1;
-    s->has_heartbeat = 1;
-    /* the loop's slot, and one per app thread when there is a pool */
-    Py_ssize_t need = 8 * (s->opt.threads > 1 ? (Py_ssize_t)s->opt.threads + 1 : 1);
-    if (s->heartbeat.len < need || ((uintptr_t)s->heartbeat.buf & 7)) {
-        PyErr_Format(PyExc_ValueError, "heartbeat must be an aligned buffer of %zd+ bytes", need);
+    if (view->len < need || ((uintptr_t)view->buf & 7)) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s must be an aligned buffer of %zd+ bytes", what, need);
         return -1;
     }
+    return 1;
+}
+
+static int setup_heartbeat(aw_server_t *s, PyObject *heartbeat)
+{
+    /* the loop's slot, and one per app thread when there is a pool */
+    Py_ssize_t need = 8 * (s->opt.threads > 1 ? (Py_ssize_t)s->opt.threads + 1 : 1);
+    int r = shared_block(heartbeat, &s->heartbeat, need, "heartbeat");
+    if (r <= 0)
+        return r;
+    s->has_heartbeat = 1;
     for (Py_ssize_t slot = 0; slot < need / 8; slot++)
         aw_server_heartbeat(s, (int)slot, 0);
+    return 0;
+}
+
+/* --metrics-bind: the counters go to the master's block (counted from zero: a new worker's). */
+static int setup_metrics(aw_server_t *s, PyObject *metrics)
+{
+    int r = shared_block(metrics, &s->metrics_buf, (Py_ssize_t)sizeof(aw_metrics_t), "metrics");
+    if (r <= 0)
+        return r;
+    s->metrics = s->metrics_buf.buf;
     return 0;
 }
 
@@ -765,22 +799,23 @@ static void setup_timers(aw_server_t *s)
 /* The keyword arguments: the option table's (options.c), then the objects. */
 typedef struct {
     PyObject *app, *sockets, *url_scheme, *allow, *errors, *log, *access_log, *heartbeat;
-    PyObject *statics;
+    PyObject *statics, *metrics;
 } aw_init_args_t;
 
 static int parse_args(aw_server_t *s, PyObject *args, PyObject *kwds, aw_init_args_t *a)
 {
     static char *kwlist[] = {"app", "sockets", "url_scheme", "forwarded_allow_ips", "errors",
-                             "log", "access_log", "heartbeat", "static", NULL};
+                             "log", "access_log", "heartbeat", "static", "metrics", NULL};
     *a = (aw_init_args_t){.errors = Py_None, .log = Py_None, .access_log = Py_None,
-                          .heartbeat = Py_None};
+                          .heartbeat = Py_None, .metrics = Py_None};
     PyObject *rest = kwds ? PyDict_Copy(kwds) : PyDict_New();
     if (!rest)
         return -1;
     int ok = aw_options_parse(&s->opt, rest) == 0 &&
-             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOOO:Server", kwlist, &a->app,
+             PyArg_ParseTupleAndKeywords(args, rest, "OO|$UOOOOOOO:Server", kwlist, &a->app,
                                          &a->sockets, &a->url_scheme, &a->allow, &a->errors,
-                                         &a->log, &a->access_log, &a->heartbeat, &a->statics);
+                                         &a->log, &a->access_log, &a->heartbeat, &a->statics,
+                                         &a->metrics);
     Py_DECREF(rest);
     if (ok && !PyCallable_Check(a->app)) {
         PyErr_SetString(PyExc_TypeError, "app must be callable");
@@ -807,7 +842,8 @@ static int Server_init(aw_server_t *s, PyObject *args, PyObject *kwds)
         a.errors = Py_None;
     s->errors = Py_NewRef(a.errors);
     s->log = (aw_log_t){.log = Py_NewRef(a.log), .access = Py_NewRef(a.access_log)};
-    if (setup_heartbeat(s, a.heartbeat) < 0 || setup_static(s, a.statics) < 0)
+    if (setup_heartbeat(s, a.heartbeat) < 0 || setup_static(s, a.statics) < 0 ||
+        setup_metrics(s, a.metrics) < 0)
         return -1;
     int trusted = a.allow ? parse_trusted(s, a.allow)
                           : aw_trust_add(&s->trust, "127.0.0.1") | aw_trust_add(&s->trust, "::1");
@@ -880,6 +916,8 @@ static void Server_dealloc(aw_server_t *s)
     PyMem_Free(s->listeners);
     if (s->has_heartbeat)
         PyBuffer_Release(&s->heartbeat);
+    if (s->metrics)
+        PyBuffer_Release(&s->metrics_buf);
     aw_trust_free(&s->trust);
     aw_static_free(s->statics);
     aw_pool_free(&s->pool);

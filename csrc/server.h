@@ -11,6 +11,7 @@
 #include "compat.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "module.h"
 #include "options.h"
 #include "pool.h"
@@ -45,7 +46,8 @@ struct aw_server {
     int stream_input; /* the option, or the app asked for it (aiowsgi.streaming_input) */
     aw_log_t log;
     aw_trust_t trust;
-    aw_static_t *statics; /* the --static mounts, or NULL */
+    aw_static_t *statics;  /* the --static mounts, or NULL */
+    aw_metrics_t *metrics; /* the counters the master reads (--metrics-bind), or NULL */
     /* shared with connections */
     aw_loop_t loop;
     aw_pool_t pool;
@@ -54,6 +56,8 @@ struct aw_server {
     aw_conn_list_t ready;   /* READY connections, oldest first */
     aw_conn_list_t paused;  /* connections that read no new request while the pool is full */
     aw_conn_list_t closed;  /* closed in this turn, freed at its end (aw_conn_reap) */
+    struct aw_conn *dirty_head, *dirty_tail; /* output to write before the wait, oldest first */
+    long long dirty_since_ns; /* when the oldest of it was queued */
     char date[AW_DATE_MAX]; /* "Date: ...\r\n" for this second */
     size_t date_len;
     time_t date_sec;
@@ -62,6 +66,7 @@ struct aw_server {
     int nlisteners;
     Py_buffer heartbeat;
     int has_heartbeat;
+    Py_buffer metrics_buf;  /* holds the block metrics points into */
     size_t nconns;
     unsigned long long requests;
     int running, stopping, accepting; /* stopping: atomic (read by app threads) */
@@ -84,6 +89,7 @@ int aw_server_failed(const aw_server_t *s);
 int aw_server_stopping(const aw_server_t *s);
 void aw_server_release(void *server, void *ref);
 void aw_server_defer(aw_server_t *s, PyObject *obj, aw_defer_t action);
+void aw_server_take_back(aw_server_t *s);
 void aw_server_wait(aw_conn_list_t *list, struct aw_conn *c);
 void aw_server_unwait(aw_conn_list_t *list, struct aw_conn *c);
 int aw_server_full(aw_server_t *s);

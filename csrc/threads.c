@@ -79,6 +79,21 @@ static void job_ended(aw_threads_t *t)
     pthread_mutex_unlock(&t->lock);
 }
 
+static void wake_loop(aw_threads_t *t);
+
+/* The answers this thread held go out one after the other (a client woken once gets them
+ * all), and their connections go back to the loop. */
+static void release_held(aw_threads_t *t, aw_worker_t *w)
+{
+    aw_job_t *job = w->held;
+    w->held = w->held_tail = NULL;
+    while (job) {
+        aw_job_t *next = job->next;
+        t->finish(t->ctx, job, w);
+        job = next;
+    }
+}
+
 static void *thread_main(void *arg)
 {
     aw_worker_t *w = arg;
@@ -92,7 +107,11 @@ static void *thread_main(void *arg)
             aw_threads_drain(t);
             t->run(t->ctx, job, w);
             job_ended(t);
+            if (w->held && aw_threads_now_ns() - w->held_since > AW_HOLD_NS)
+                release_held(t, w);
         }
+        release_held(t, w);
+        wake_loop(t);
         ts = PyEval_SaveThread();
     }
     PyEval_RestoreThread(ts);
@@ -100,17 +119,39 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-/* A thread hands its job back to the loop, and wakes it unless it is already woken. */
+/* A thread hands its job back to the loop. The loop is woken when this thread runs out of
+ * jobs (below), not for each: it takes back what is done at every turn anyway, and a thread
+ * that wakes it per job costs a context switch per request on a busy core. */
 void aw_threads_complete(aw_threads_t *t, aw_job_t *job)
 {
     pthread_mutex_lock(&t->lock);
     job->next = t->done;
     t->done = job;
-    int wake = !t->wake_pending;
-    t->wake_pending = 1;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* With the GIL, out of jobs: wake the loop if it has not taken back everything (once). */
+static void wake_loop(aw_threads_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int wake = t->done && !t->wake_pending;
+    t->wake_pending |= wake;
     pthread_mutex_unlock(&t->lock);
     if (wake)
         aw_loop_wake(t->loop);
+}
+
+/* A done job whose answer goes out with the others this thread finishes in a row (at most
+ * AW_HOLD_NS later): written one by one, as they are made, every answer costs its client a
+ * wake-up. */
+void aw_worker_hold(aw_worker_t *w, aw_job_t *job)
+{
+    job->next = NULL;
+    if (w->held_tail)
+        w->held_tail->next = job;
+    else
+        w->held = job, w->held_since = aw_threads_now_ns();
+    w->held_tail = job;
 }
 
 /* This thread's "Date: ...\r\n", formatted again when the second changes. */
@@ -162,9 +203,7 @@ void aw_threads_submit(aw_threads_t *t, aw_job_t *job, int urgent)
         t->tail = job;
     }
     __atomic_fetch_add(&t->queued, 1, __ATOMIC_RELAXED);
-    if (t->idle > 0 && t->active == 0)
-        pthread_cond_signal(&t->work); /* nobody is running jobs: wake one now */
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->lock); /* a thread is woken at the end of the turn: aw_threads_tick */
 }
 
 /* Jobs queued and not yet taken (a snapshot: threads only ever lower it). */
@@ -187,21 +226,25 @@ static long long youngest_job(aw_threads_t *t, long long now, long long *until)
     return youngest >= 0 && now - youngest < AW_HANDOFF_NS;
 }
 
-/* Once per loop turn: wake an idle thread if jobs wait and every running job is old (its
- * thread is blocked in the app). Returns the nanoseconds until it should be called again, or
- * -1 when nothing waits. */
+/* Once per loop turn, before the loop waits: wake an idle thread if jobs wait and no thread
+ * runs jobs, or every running job is old (its thread is blocked in the app). A turn's jobs are
+ * woken for together: one context switch for a batch, not one per request. Returns the
+ * nanoseconds until it should be called again (while threads run jobs, that is soon: what
+ * they hand back is taken at each turn), or -1. */
 long long aw_threads_tick(aw_threads_t *t)
 {
     long long wait = -1, until;
     pthread_mutex_lock(&t->lock);
     if (t->head && t->idle > 0) {
-        if (youngest_job(t, aw_threads_now_ns(), &until)) {
+        if (t->active > 0 && youngest_job(t, aw_threads_now_ns(), &until)) {
             wait = until;
         } else {
             pthread_cond_signal(&t->work);
             wait = AW_HANDOFF_NS;
         }
     }
+    if (t->active > 0 && (wait < 0 || wait > AW_TAKE_BACK_NS))
+        wait = AW_TAKE_BACK_NS;
     pthread_mutex_unlock(&t->lock);
     return wait;
 }
@@ -271,9 +314,10 @@ void aw_threads_drain(aw_threads_t *t)
 /* ---- life -------------------------------------------------------------------------------- */
 
 /* Start n threads (the GIL held). Returns 0 or -errno. */
-int aw_threads_start(aw_threads_t *t, int n, aw_job_fn run, void *ctx, aw_loop_t *loop)
+int aw_threads_start(aw_threads_t *t, int n, aw_job_fn run, aw_job_fn finish, void *ctx,
+                     aw_loop_t *loop)
 {
-    *t = (aw_threads_t){.nthreads = n, .run = run, .ctx = ctx, .loop = loop};
+    *t = (aw_threads_t){.nthreads = n, .run = run, .finish = finish, .ctx = ctx, .loop = loop};
     if (!(t->workers = calloc((size_t)n, sizeof(aw_worker_t))))
         return -ENOMEM;
     pthread_mutex_init(&t->lock, NULL);

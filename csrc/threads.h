@@ -15,6 +15,8 @@
 #include <pthread.h>
 
 #define AW_HANDOFF_NS 200000 /* a job waits while every running job is this old: wake a thread */
+#define AW_TAKE_BACK_NS 1000000 /* while threads run jobs, the loop takes back at least this often */
+#define AW_HOLD_NS 1000000   /* a thread's held answers wait at most this for the others */
 
 /* Embedded in what is handed over (a connection). */
 typedef struct aw_job {
@@ -29,6 +31,8 @@ typedef struct aw_worker {
     long long job_since;     /* atomic: when its current job began (ns), 0 between jobs */
     pthread_t tid;
     int started;
+    aw_job_t *held, *held_tail; /* done jobs whose answers go out together (aw_worker_hold) */
+    long long held_since;
     char date[AW_DATE_MAX];  /* its own "Date: ...\r\n", refreshed each second */
     size_t date_len;
     time_t date_sec;
@@ -56,12 +60,13 @@ typedef struct aw_threads {
     int ndeferred, deferred_cap;
     int nthreads, idle, active, stopping;
     aw_worker_t *workers;
-    aw_job_fn run;
+    aw_job_fn run, finish;   /* run a job; finish a held one (send its answer, hand it back) */
     void *ctx;
     aw_loop_t *loop;
 } aw_threads_t;
 
-int aw_threads_start(aw_threads_t *t, int n, aw_job_fn run, void *ctx, aw_loop_t *loop);
+int aw_threads_start(aw_threads_t *t, int n, aw_job_fn run, aw_job_fn finish, void *ctx,
+                     aw_loop_t *loop);
 void aw_threads_submit(aw_threads_t *t, aw_job_t *job, int urgent);
 int aw_threads_backlog(aw_threads_t *t);
 long long aw_threads_tick(aw_threads_t *t);
@@ -74,6 +79,7 @@ void aw_threads_free(aw_threads_t *t);
 long long aw_threads_now_ns(void);
 int aw_threads_gil_held(void);
 void aw_worker_date(aw_worker_t *w, const char **date, size_t *len);
+void aw_worker_hold(aw_worker_t *w, aw_job_t *job);
 int aw_worker_wait_writable(aw_worker_t *w, int fd, int timeout_ms);
 
 #endif

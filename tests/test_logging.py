@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import time
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from aiowsgi.log import ErrorStream, format_access
 from tests.support.apps import reporting_app
 from tests.support.client import build_request, get
-from tests.support.server import ROUTER
+from tests.support.server import ROUTER, run_command
 from tests.support.waits import wait_for
 
 ACCESS_LINE = re.compile(
@@ -82,6 +83,16 @@ def test_access_log_for_requests_the_server_refuses(logged, raw, status):
         assert c.read_response().status == status
     lines = new_access_lines(logged, before, 1)
     assert len(lines) == 1 and lines[0][0] == str(status), lines
+
+
+def test_access_log_shows_the_unknown_method_it_refused(logged):
+    before = len(logged.events("access"))
+    with logged.client() as c:
+        c.send(b"FROB /environ/x?y=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status == 501
+    assert new_access_lines(logged, before, 1) == [
+        ["501", str(len(resp.body)), "FROB", "/environ/x?y=1"]]
 
 
 def test_access_log_once_for_a_response_cut_by_an_app_error(logged):
@@ -275,3 +286,47 @@ def test_error_stream_logs_whole_lines(records):
     stream.flush()
     assert [r.getMessage() for r in handler.records][-1] == "tail"
 
+
+
+# -- --access-log-format -----------------------------------------------------------------------
+
+def test_access_log_format_with_gunicorns_atoms(start, tmp_path):
+    log = tmp_path / "access.log"
+    fmt = ('%(h)s|%(l)s|%(u)s|%(t)s|%(r)s|%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(b)s|%(f)s|'
+           '%(a)s|%(T)s|%(M)s|%(D)s|%(L)s|%(p)s|%({X-Trace}i)s|%({content-type}o)s|'
+           '%({remote_port}e)s|%({missing}i)s')
+    server = start.cli("-b", "127.0.0.1:0", "--access-log", str(log), "--access-log-format",
+                       fmt, "app:app")
+    body = get(server.address, "/path?q=1", headers=[
+        ("X-Trace", "t-42"), ("Referer", "http://r/"), ("User-Agent", 'ua "quoted"'),
+        ("Authorization", "Basic dXNlcjE6c2VjcmV0")]).body  # user1:secret
+    (line,) = lines_of(log, 1)
+    fields = line.split("|")
+    assert fields[:3] == ["127.0.0.1", "-", "user1"]
+    time.strptime(fields[3], "[%d/%b/%Y:%H:%M:%S %z]")
+    assert fields[4:12] == ["GET /path?q=1 HTTP/1.1", "GET", "/path", "q=1", "HTTP/1.1", "200",
+                            str(len(body)), str(len(body))]
+    assert fields[12:14] == ["http://r/", 'ua \\"quoted\\"']
+    assert fields[14] == "0" and int(fields[15]) >= 0 and int(fields[16]) > 0
+    assert re.fullmatch(r"\d+\.\d{6}", fields[17])
+    assert re.fullmatch(r"<\d+>", fields[18]) and fields[18] != "<%d>" % server.pid
+    assert fields[19:] == ["t-42", "application/json", fields[19 + 2], "-"]
+    assert fields[21].isdigit()
+
+
+def test_access_log_format_with_an_unknown_atom_is_refused(tmp_path):
+    result = run_command([sys.executable, "-m", "aiowsgi", "--access-log", "-",
+                          "--access-log-format", "%(h)s %(zz)s", "app:app"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "invalid --access-log-format '%(h)s %(zz)s': unknown atom %(zz)s" in result.stderr
+
+
+def test_access_log_format_default_is_the_combined_format_plus_duration():
+    from aiowsgi.log import DEFAULT_ACCESS_FORMAT, compile_access_format
+
+    environ = {"REMOTE_ADDR": "192.0.2.1", "REQUEST_METHOD": "GET", "RAW_URI": "/",
+               "SERVER_PROTOCOL": "HTTP/1.0"}
+    line = compile_access_format(DEFAULT_ACCESS_FORMAT)(environ, 200, 5, 0.001)
+    assert ACCESS_LINE.match(line)
+    assert format_access(environ, 200, 5, 0.001)[-len(' 200 5 "-" "-" 0.001000'):] == \
+        ' 200 5 "-" "-" 0.001000'

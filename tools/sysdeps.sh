@@ -7,7 +7,7 @@
 #
 # Usage: tools/sysdeps.sh PYTHON SET...
 #   build      PYTHON's venv module and headers, llhttp, the CA certificates pip needs
-#   test       curl and nginx, which the tests drive
+#   test       curl, nginx and prometheus, which the tests drive
 #   hardening  clang with libFuzzer, valgrind, Debian's python3-dbg with pytest and setuptools
 # Without apt-get (not Debian), or not root, it names what is missing and fails.
 set -euo pipefail
@@ -43,6 +43,7 @@ check_build() {
 check_test() {
   has_tool curl || missing+=(curl)
   has_tool nginx || missing+=(nginx)
+  has_tool prometheus || missing+=(prometheus)  # scrapes --metrics-bind in tests/test_metrics.py
 }
 
 check_hardening() {

@@ -158,9 +158,10 @@ static void deliver(aw_server_t *s, aw_conn_t *c, size_t before, int client)
     if (ev)
         c->io.on_event(&c->io, ev);
     check(!PyErr_Occurred(), "a Python exception escaped into the loop");
-    if (s->nconns > before)
-        check(c->timer.list != NULL, "a live connection is on no timer list");
-    aw_conn_reap(s); /* the loop's end of turn: a closed connection's memory goes */
+    if (s->nconns > before) /* a timer list, or (APP_FLUSH) the turn's write list */
+        check(c->timer.list != NULL || c->dirty, "a live connection is on no timer list");
+    aw_conn_write_all(s); /* the loop's end of turn: its writes, then the closed */
+    aw_conn_reap(s);      /* connections' memory goes */
     drain(client);
 }
 
