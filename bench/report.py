@@ -145,12 +145,28 @@ def thread_targets(results):
                     results, "%s, %s threads: req/s vs %s (goal ≥ %s)" % (
                         case.replace("@", " @"), threads, name, goal),
                     case, "rps", "aiowsgi-threads", peer, "req/s"))
+            rows.append(client_ceiling_row(results, case))
     case = _find_case(results, "hello@100")
     if case and _entry(results, "aiowsgi-threads4", case):
         rows.append(_ratio_row(results, "hello @100: CPU per request, --threads 4 vs --threads 1 "
                                "(goal ≤ 1.3)", case, "cpu_us_per_req", "aiowsgi-threads4",
                                "aiowsgi", "µs"))
     return rows
+
+
+def client_ceiling_row(results, case):
+    """The most requests/s the client's CPU allows: one second over what a request costs wrk and
+    PostgreSQL there (aiowsgi's run), against granian's requests/s.  Below the goal's 1.2, no
+    server can reach 1.2 times granian on this machine."""
+    mine = _entry(results, "aiowsgi-threads", case) or {}
+    wrk, db = mine.get("client_cpu_us_per_req"), mine.get("db_cpu_us_per_req")
+    ceiling = 1e6 / (wrk + db) if wrk and db else None
+    return ("%s: client CPU's ceiling (1 s ÷ (wrk + PostgreSQL µs/req)) vs granian's req/s"
+            % case.replace("@", " @"), _ratio(ceiling, _value(results, "granian-threads", case,
+                                                                "rps")),
+            "%s vs %s req/s (wrk %s + PostgreSQL %s µs)" % (
+                _fmt(ceiling), _fmt(_value(results, "granian-threads", case, "rps")),
+                _fmt(wrk, 1), _fmt(db, 1)))
 
 
 POOL_PEERS = (("granian-threads", "granian"), ("gunicorn-gthread", "gthread"),
@@ -271,6 +287,8 @@ METRICS = [
      _mb),
     ("PostgreSQL CPU time per request (µs, the cluster's processes, on the client's CPU)",
      "db_cpu_us_per_req", lambda v: _fmt(v, 1)),
+    ("wrk's CPU time per request (µs, on the client's CPU; with PostgreSQL's, the client "
+     "side's cost of a request)", "client_cpu_us_per_req", lambda v: _fmt(v, 1)),
     ("How busy the client's CPU was (wrk, and PostgreSQL where used; near 100 %, the client "
      "side set the pace, not the server)", "client_cpu_busy",
      lambda v: "n/a" if v is None else "%.0f %%" % (100 * v)),

@@ -279,12 +279,18 @@ def wrk(port, workload, conns, duration, scriptdir):
            "http://127.0.0.1:%d%s" % (port, workload.path)]
     if workload.lua_args:
         cmd += ["--"] + workload.lua_args
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          timeout=duration + workload.timeout + 60).stdout.decode(errors="replace")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"^BENCHJSON (.*)$", out, re.M)
     if not match:
         raise RuntimeError("wrk printed no summary:\n" + out[-2000:])
-    return json.loads(match.group(1)), out
+    stats = json.loads(match.group(1))
+    # wrk's own CPU time (the runner's only child that ends meanwhile): with PostgreSQL's, what
+    # one request costs the client's CPU, whatever else runs there.
+    stats["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return stats, out
 
 
 def measure(running, workload, conns, duration, warmup, scriptdir, db_pid=None):
@@ -313,6 +319,7 @@ def measure(running, workload, conns, duration, warmup, scriptdir, db_pid=None):
         "db_cpu_us_per_req": (db1 - db0) / requests * 1e6 if db_pid and requests else None,
         "client_cpu_busy": ((client1[0] - client0[0]) / (client1[1] - client0[1])
                             if client1[1] > client0[1] else None),
+        "client_cpu_us_per_req": stats["cpu_s"] / requests * 1e6 if requests else None,
         # Large responses at 1000 connections: few finish within a run, but every byte counts.
         "cpu_us_per_mb": (cpu1 - cpu0) * 1e6 / (stats["bytes"] / MB) if stats["bytes"] else None,
         "peak_rss_kb": procstat.memory_kb(running.pid, "VmHWM"),
@@ -414,7 +421,7 @@ def machine():
 def summarize(runs, by="case", keys=("rps", "mb_per_s", "p50_ms", "p99_ms", "errors",
                                      "cpu_us_per_req", "cpu_us_per_mb", "peak_rss_kb",
                                      "peak_rss_largest_kb", "pss_kb", "db_cpu_us_per_req",
-                                     "client_cpu_busy")):
+                                     "client_cpu_busy", "client_cpu_us_per_req")):
     """Medians over the repeats of each (server, the runs' ``by``) of ``keys`` (None: every key
     the results have); "failed" when no repeat gave a result."""
     groups = {}
@@ -540,8 +547,9 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
                         "%7.1f MB peak  %d errors%s%s" % (
                             done, total, server.name, case, r["rps"], r["p99_ms"],
                             r["cpu_us_per_req"] or 0, r["peak_rss_kb"] / 1024, r["errors"],
-                            "  (db %.1f us/req, CPU %s %.0f %% busy)" % (
-                                r["db_cpu_us_per_req"], CLIENT_CPU, 100 * r["client_cpu_busy"])
+                            "  (wrk %.1f + db %.1f us/req, CPU %s %.0f %% busy)" % (
+                                r["client_cpu_us_per_req"], r["db_cpu_us_per_req"], CLIENT_CPU,
+                                100 * r["client_cpu_busy"])
                             if r["db_cpu_us_per_req"] is not None else "",
                             "  SERVER DIED" if record.get("server_died") else ""))
                 else:
