@@ -603,7 +603,7 @@ void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w)
     c->outcome = app_turn(c);
     c->worker = NULL;
     if (c->outcome == AW_PUMP_DONE && aw_out_pending(&c->out))
-        aw_worker_hold(w, job); /* its answer goes out with the thread's next ones */
+        aw_worker_hold(w, job); /* its answer goes out with the pool's next ones */
     else
         aw_conn_finish_job(s, job, w);
 }
