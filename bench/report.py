@@ -289,6 +289,9 @@ METRICS = [
      "db_cpu_us_per_req", lambda v: _fmt(v, 1)),
     ("wrk's CPU time per request (µs, on the client's CPU; with PostgreSQL's, the client "
      "side's cost of a request)", "client_cpu_us_per_req", lambda v: _fmt(v, 1)),
+    ("Other processes on the server's CPU (share of the run; the machine is shared: above a "
+     "few %, the run was disturbed)", "server_cpu_others",
+     lambda v: "n/a" if v is None else "%.0f %%" % (100 * v)),
     ("How busy the client's CPU was (wrk, and PostgreSQL where used; near 100 %, the client "
      "side set the pace, not the server)", "client_cpu_busy",
      lambda v: "n/a" if v is None else "%.0f %%" % (100 * v)),

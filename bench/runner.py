@@ -299,10 +299,12 @@ def measure(running, workload, conns, duration, warmup, scriptdir, db_pid=None):
     cpu0 = procstat.cpu_seconds(running.pid)
     db0 = procstat.cpu_seconds(db_pid) if db_pid else 0.0
     client0 = procstat.cpu_ticks(CLIENT_CPU)
+    server0, wall0 = procstat.cpu_ticks(SERVER_CPU), time.monotonic()
     stats, out = wrk(running.port, workload, conns, duration, scriptdir)
     cpu1 = procstat.cpu_seconds(running.pid)
     db1 = procstat.cpu_seconds(db_pid) if db_pid else 0.0
     client1 = procstat.cpu_ticks(CLIENT_CPU)
+    server1, wall1 = procstat.cpu_ticks(SERVER_CPU), time.monotonic()
     seconds = stats["duration_us"] / 1e6
     requests = stats["requests"]
     errors = sum(stats[k] for k in ("connect", "read", "write", "timeout", "status"))
@@ -320,6 +322,10 @@ def measure(running, workload, conns, duration, warmup, scriptdir, db_pid=None):
         "client_cpu_busy": ((client1[0] - client0[0]) / (client1[1] - client0[1])
                             if client1[1] > client0[1] else None),
         "client_cpu_us_per_req": stats["cpu_s"] / requests * 1e6 if requests else None,
+        # The server's CPU kept busy by anyone else (the machine is shared): a disturbed run.
+        "server_cpu_others": (max(0.0, (server1[0] - server0[0]) / (server1[1] - server0[1])
+                                  - (cpu1 - cpu0) / (wall1 - wall0))
+                              if server1[1] > server0[1] else None),
         # Large responses at 1000 connections: few finish within a run, but every byte counts.
         "cpu_us_per_mb": (cpu1 - cpu0) * 1e6 / (stats["bytes"] / MB) if stats["bytes"] else None,
         "peak_rss_kb": procstat.memory_kb(running.pid, "VmHWM"),
@@ -421,7 +427,8 @@ def machine():
 def summarize(runs, by="case", keys=("rps", "mb_per_s", "p50_ms", "p99_ms", "errors",
                                      "cpu_us_per_req", "cpu_us_per_mb", "peak_rss_kb",
                                      "peak_rss_largest_kb", "pss_kb", "db_cpu_us_per_req",
-                                     "client_cpu_busy", "client_cpu_us_per_req")):
+                                     "client_cpu_busy", "client_cpu_us_per_req",
+                                     "server_cpu_others")):
     """Medians over the repeats of each (server, the runs' ``by``) of ``keys`` (None: every key
     the results have); "failed" when no repeat gave a result."""
     groups = {}
@@ -544,13 +551,16 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
                 r = record.get("result")
                 if r:
                     log("%3d/%d %-16s %-18s %9.0f req/s  p99 %8.2f ms  %6.1f us/req  "
-                        "%7.1f MB peak  %d errors%s%s" % (
+                        "%7.1f MB peak  %d errors%s%s%s" % (
                             done, total, server.name, case, r["rps"], r["p99_ms"],
                             r["cpu_us_per_req"] or 0, r["peak_rss_kb"] / 1024, r["errors"],
                             "  (wrk %.1f + db %.1f us/req, CPU %s %.0f %% busy)" % (
                                 r["client_cpu_us_per_req"], r["db_cpu_us_per_req"], CLIENT_CPU,
                                 100 * r["client_cpu_busy"])
                             if r["db_cpu_us_per_req"] is not None else "",
+                            "  (others on CPU %s: %.0f %%)" % (SERVER_CPU,
+                                                                100 * r["server_cpu_others"])
+                            if (r.get("server_cpu_others") or 0) >= 0.02 else "",
                             "  SERVER DIED" if record.get("server_died") else ""))
                 else:
                     log("%3d/%d %-16s %-18s FAILED: %s" % (done, total, server.name, case,
