@@ -1,4 +1,5 @@
 """The one minimal WSGI app every server in the benchmark runs; the workload is picked by path.
+(The database workloads are in app_db.py and app_flask_db.py.)
 
 Kept deliberately plain (no framework, no allocation beyond a header list per call) so that what is
 measured is the server.  The 13 MB file lives at $BENCH_FILE, written by the runner before any server
@@ -6,6 +7,7 @@ starts.
 """
 
 import os
+import time
 
 HELLO = b"Hello, world!"  # 13 bytes
 BODY_13K = b"x" * (13 * 1024)
@@ -35,6 +37,14 @@ class _FileIter:
 
     def close(self):
         self.f.close()
+
+
+def _longio(hello):
+    def respond(environ, start_response):
+        time.sleep(0.01)  # 10 ms of waiting: a stand-in for a query or a call to another service
+        return hello(environ, start_response)
+
+    return respond
 
 
 def send_file(environ, start_response):
@@ -83,6 +93,7 @@ ROUTES = {
     "/file": send_file,
     "/upload": upload,
 }
+ROUTES["/longio"] = _longio(ROUTES["/hello"])
 
 
 def app(environ, start_response):

@@ -74,3 +74,14 @@ def largest_kb(root, key):
 def pss_kb(root):
     """Proportional set size of the tree now: shared pages divided among their sharers."""
     return sum(_field_kb("/proc/%d/smaps_rollup" % pid, "Pss") for pid in tree(root))
+
+
+def cpu_ticks(cpu):
+    """(busy, total) clock ticks of one CPU since boot, from /proc/stat (busy: not idle or
+    iowait).  Two readings tell how busy the CPU was in between, whoever kept it busy."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu%s " % cpu):
+                ticks = [int(v) for v in line.split()[1:]]
+                return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+    return 0, 0

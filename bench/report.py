@@ -42,7 +42,7 @@ def _best_peer(results, case, key="rps", exclude=("aiowsgi",)):
     """The other WSGI server with the highest ``key`` on ``case``: (name, value)."""
     best = (None, None)
     for server in results["config"]["servers"]:
-        if server in exclude or server == REFERENCE:
+        if server.startswith(exclude) or server == REFERENCE:  # aiowsgi-threads too
             continue
         v = _value(results, server, case, key)
         if v is not None and (best[1] is None or v > best[1]):
@@ -58,7 +58,7 @@ def targets(results):
     lines = ["## Targets", "",
              "Ratios are aiowsgi ÷ peer, medians of the runs above.  For CPU per request and RSS "
              "lower is better (ratio < 1 beats the peer); for requests/s higher is better.", ""]
-    if not any(k.startswith("aiowsgi|") for k in results["summary"]) \
+    if not any(k.startswith("aiowsgi") for k in results["summary"]) \
             and "aiowsgi" not in results.get("saturate", {}):
         lines += ["aiowsgi was not measured in this run, so no target can be checked.", ""]
     rows = []
@@ -112,10 +112,93 @@ def targets(results):
                 framework, peer), _ratio(a, b), "%s vs %s req/s" % (_fmt(a), _fmt(b))))
             for peer in ("bjoern", "fastwsgi"):
                 rows += _cpu_and_p99_rows(results, case, framework + " hello @100", peer)
+    rows += thread_targets(results)
     if rows:
         lines += ["| target | ratio | medians |", "|---|---:|---|"]
         lines += ["| %s | %s | %s |" % row for row in rows]
     return lines
+
+
+def _ratio_row(results, label, case, key, mine, peer, unit):
+    a, b = _value(results, mine, case, key), _value(results, peer, case, key)
+    digits = 0 if key == "rps" else 1
+    return (label, _ratio(a, b), "%s vs %s %s" % (_fmt(a, digits), _fmt(b, digits), unit))
+
+
+def thread_targets(results):
+    """Issue 13's targets: the pool variants at the same thread count, and the pool's cost."""
+    rows = []
+    threads = results["config"].get("threads")
+    case = _find_case(results, "longio@100")
+    if case:
+        rows.append(_ratio_row(results, "longio @100, %s threads: req/s vs granian (goal ≥ 1)"
+                               % threads, case, "rps", "aiowsgi-threads", "granian-threads",
+                               "req/s"))
+        rows.append(_ratio_row(results, "longio @100, %s threads: CPU per request vs granian "
+                               "(goal ≤ 0.8)" % threads, case, "cpu_us_per_req",
+                               "aiowsgi-threads", "granian-threads", "µs"))
+    for case in results["config"]["cases"]:
+        if case.startswith("fortunes@"):
+            for peer, name, goal in (("granian-threads", "granian", "1.2"),
+                                     ("gunicorn-gthread", "gunicorn gthread", "2")):
+                rows.append(_ratio_row(
+                    results, "%s, %s threads: req/s vs %s (goal ≥ %s)" % (
+                        case.replace("@", " @"), threads, name, goal),
+                    case, "rps", "aiowsgi-threads", peer, "req/s"))
+            rows.append(client_ceiling_row(results, case))
+    case = _find_case(results, "hello@100")
+    if case and _entry(results, "aiowsgi-threads4", case):
+        rows.append(_ratio_row(results, "hello @100: CPU per request, --threads 4 vs --threads 1 "
+                               "(goal ≤ 1.3)", case, "cpu_us_per_req", "aiowsgi-threads4",
+                               "aiowsgi", "µs"))
+    return rows
+
+
+def client_ceiling_row(results, case):
+    """The most requests/s the client's CPU allows: one second over what a request costs wrk and
+    PostgreSQL there (aiowsgi's run), against granian's requests/s.  Below the goal's 1.2, no
+    server can reach 1.2 times granian on this machine."""
+    mine = _entry(results, "aiowsgi-threads", case) or {}
+    wrk, db = mine.get("client_cpu_us_per_req"), mine.get("db_cpu_us_per_req")
+    ceiling = 1e6 / (wrk + db) if wrk and db else None
+    return ("%s: client CPU's ceiling (1 s ÷ (wrk + PostgreSQL µs/req)) vs granian's req/s"
+            % case.replace("@", " @"), _ratio(ceiling, _value(results, "granian-threads", case,
+                                                                "rps")),
+            "%s vs %s req/s (wrk %s + PostgreSQL %s µs)" % (
+                _fmt(ceiling), _fmt(_value(results, "granian-threads", case, "rps")),
+                _fmt(wrk, 1), _fmt(db, 1)))
+
+
+POOL_PEERS = (("granian-threads", "granian"), ("gunicorn-gthread", "gthread"),
+              ("waitress-threads", "waitress"))
+
+
+def thread_summary(results):
+    """aiowsgi's pool against the others at the same thread count, one row per case: its
+    medians and its ratios to each peer."""
+    cases = [c for c in results["config"]["cases"] if _entry(results, "aiowsgi-threads", c)]
+    if not cases:
+        return []
+    lines = ["## Thread pools side by side", "",
+             "%s app threads each, one process; ÷ columns are aiowsgi-threads ÷ the peer (req/s: "
+             "above 1 is better; CPU: below 1 is better)." % results["config"].get("threads"), "",
+             "| case | aiowsgi req/s | " + " | ".join("÷ " + n for _, n in POOL_PEERS)
+             + " | p50 / p99 ms (aiowsgi; granian) | aiowsgi CPU µs/req | "
+             + " | ".join("÷ " + n for _, n in POOL_PEERS) + " |",
+             "|---|---:|" + "---:|" * len(POOL_PEERS) + "---|---:|" + "---:|" * len(POOL_PEERS)]
+    for case in cases:
+        cells = [case]
+        for key, digits in (("rps", 0), ("cpu_us_per_req", 1)):
+            mine = _value(results, "aiowsgi-threads", case, key)
+            cells.append(_fmt(mine, digits))
+            cells += [_ratio(mine, _value(results, peer, case, key)) for peer, _ in POOL_PEERS]
+            if key == "rps":
+                cells.append("%s / %s; %s / %s" % tuple(
+                    _fmt(_value(results, server, case, k), 1)
+                    for server in ("aiowsgi-threads", "granian-threads")
+                    for k in ("p50_ms", "p99_ms")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def static_targets(results):
@@ -202,6 +285,16 @@ METRICS = [
     ("Peak RSS of the largest process (MB, VmHWM: the worker)", "peak_rss_largest_kb", _mb),
     ("PSS at the end of the run (MB, summed over the processes, shared pages split)", "pss_kb",
      _mb),
+    ("PostgreSQL CPU time per request (µs, the cluster's processes, on the client's CPU)",
+     "db_cpu_us_per_req", lambda v: _fmt(v, 1)),
+    ("wrk's CPU time per request (µs, on the client's CPU; with PostgreSQL's, the client "
+     "side's cost of a request)", "client_cpu_us_per_req", lambda v: _fmt(v, 1)),
+    ("Other processes on the server's CPU (share of the run; the machine is shared: above a "
+     "few %, the run was disturbed)", "server_cpu_others",
+     lambda v: "n/a" if v is None else "%.0f %%" % (100 * v)),
+    ("How busy the client's CPU was (wrk, and PostgreSQL where used; near 100 %, the client "
+     "side set the pace, not the server)", "client_cpu_busy",
+     lambda v: "n/a" if v is None else "%.0f %%" % (100 * v)),
 ]
 
 
@@ -304,6 +397,9 @@ def header(results):
                  if results.get("interrupted") else ""),
              "", "Versions: " + "; ".join("%s %s" % kv for kv in sorted(results["versions"].items()))
              + "; " + "; ".join("%s %s" % kv for kv in sorted(results["tools"].items())) + "."]
+    if cfg.get("threads"):
+        lines += ["", "Thread-pool variants (`*-threads`, `gunicorn-gthread`): %d app threads each, "
+                  "one process (`aiowsgi-threads4`: 4).%s" % (cfg["threads"], _postgres(results))]
     if results.get("unavailable"):
         lines += ["", "Unavailable: " + "; ".join(
             "%s (%s)" % (k, " ".join(str(v).split())[:160])
@@ -315,9 +411,20 @@ def header(results):
     return lines
 
 
+def _postgres(results):
+    db = results.get("postgres")
+    if not db:
+        return ""
+    if db.get("failure"):
+        return "  PostgreSQL failed to start: %s." % " ".join(db["failure"].split())[:200]
+    return ("  Database workloads: %s, its own cluster on a unix socket, pinned to CPU %s with wrk "
+            "(its CPU time is not the server's)." % (db.get("version"), db.get("cpu")))
+
+
 def write_table(results, path):
     lines = header(results) + targets(results) + [""]
     if results["summary"]:
+        lines += thread_summary(results)
         lines += ["## Results", ""] + metric_tables(results)
     lines += ab_table(results)
     lines += saturate_table(results)
@@ -339,7 +446,7 @@ def write_plot(results, path):
         return False
     fig, axes = plt.subplots(2, 1, figsize=(max(10, 1.6 * len(cases) + 3), 9), sharex=True)
     width = 0.8 / len(servers)
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab10" if len(servers) <= 10 else "tab20")
     for ax, key, label in ((axes[0], "rps", "requests/s (log)"),
                            (axes[1], "cpu_us_per_req", "server CPU µs per request (log)")):
         for i, server in enumerate(servers):
@@ -349,8 +456,8 @@ def write_plot(results, path):
                 if v:
                     xs.append(j - 0.4 + width * (i + 0.5))
                     ys.append(v)
-            ax.bar(xs, ys, width, label=server, color=colors(i % 10),
-                   edgecolor="black" if server == "aiowsgi" else None, linewidth=1.2)
+            ax.bar(xs, ys, width, label=server, color=colors(i % colors.N),
+                   edgecolor="black" if server.startswith("aiowsgi") else None, linewidth=1.2)
         ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.grid(axis="y", which="major", alpha=0.3)

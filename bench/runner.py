@@ -1,7 +1,8 @@
 """The benchmark runner (issue 7): every server, every workload, interleaved repeats, medians.
 
 Run through ``bench/run`` (which installs everything first); ``bench/run --help`` lists the options.
-The server is pinned to CPU 0 and wrk to CPU 1, one worker each.  For every run it records
+The server is pinned to CPU 0 and wrk to CPU 1, one worker each; the database workloads' PostgreSQL
+(bench/pg.py) runs on CPU 1 too, outside the server's process tree.  For every run it records
 requests/s, p50/p99 latency, errors, the server tree's CPU time per request (utime+stime from
 /proc/PID/stat before and after) and its peak RSS (VmHWM).  Results go to results/<mode>.json, then
 report.py writes results/table.md and results/plot.png.
@@ -9,6 +10,7 @@ report.py writes results/table.md and results/plot.png.
 
 import argparse
 import datetime
+import html
 import http.client
 import importlib.metadata
 import json
@@ -24,9 +26,10 @@ import sys
 import tempfile
 import time
 
+import pg
 import procstat
 import report
-from servers import BY_NAME, HERE, ROOT, SERVERS
+from servers import BY_NAME, HERE, ROOT, SERVERS, THREAD_WORKLOADS
 
 SERVER_CPU, CLIENT_CPU = "0", "1"
 HELLO = b"Hello, world!"
@@ -35,10 +38,39 @@ MB = 1024 * 1024
 
 class Workload:
     def __init__(self, app, path, body_len, lua="plain.lua", lua_args=(), timeout=5,
-                 body=None, static=False):
+                 body=None, check=None, static=False):
         self.app, self.path, self.body_len = app, path, body_len
         self.lua, self.lua_args, self.timeout, self.body = lua, list(lua_args), timeout, body
+        self.check = check  # body -> None, or what is wrong with it
         self.static = static  # a file the server serves itself from the data folder
+
+    @property
+    def uses_db(self):
+        return self.app.startswith(("app_db:", "app_flask_db:"))
+
+
+def check_world(body):
+    try:
+        row = json.loads(body)
+        if sorted(row) == ["id", "randomNumber"] and all(
+                isinstance(v, int) and 1 <= v <= pg.WORLD_ROWS for v in row.values()):
+            return None
+    except ValueError:
+        pass
+    return "not a World row as JSON: %r" % body[:80]
+
+
+# Inside a rendered cell: markup or a quote left as is, or an & that starts no character reference.
+UNESCAPED = re.compile(r"""[<>"']|&(?!#[0-9]+;|#x[0-9a-fA-F]+;|[a-zA-Z]+;)""")
+
+
+def check_fortunes(body):
+    cells = re.findall(r"<tr><td>([0-9]+)</td><td>(.*?)</td></tr>", body.decode(errors="replace"))
+    messages = [html.unescape(message) for _, message in cells]
+    if messages != sorted(pg.FORTUNES + [pg.ADDED_FORTUNE]):
+        return "not every fortune, sorted by message: %r" % messages[:3]
+    bad = [message for _, message in cells if UNESCAPED.search(message)]
+    return "not HTML-escaped: %r" % bad[0] if bad else None
 
 
 WORKLOADS = {
@@ -56,6 +88,12 @@ WORKLOADS = {
     # the data folder at /static/, without the app; ab measures them too (run_ab).
     "static13k": Workload("apps:app", "/static/13k", 13 * 1024, static=True),
     "static1m": Workload("apps:app", "/static/1m", MB, static=True),
+    # Apps that wait (issue 13), run by the servers with a pool of app threads only.
+    "longio": Workload("apps:app", "/longio", 13, body=HELLO),
+    "db": Workload("app_db:app", "/db", None, check=check_world),
+    "fortunes": Workload("app_db:app", "/fortunes", None, check=check_fortunes),
+    "flask-db": Workload("app_flask_db:app", "/db", None, check=check_world),
+    "flask-fortunes": Workload("app_flask_db:app", "/fortunes", None, check=check_fortunes),
 }
 
 # (workload, connections).  A 100 MB upload per request makes 100 connections pointless (nothing
@@ -65,9 +103,13 @@ FULL_CASES = [("hello", 100), ("hello", 1000), ("13k", 100), ("13k", 1000), ("1m
               ("bottle", 100), ("bottle", 1000), ("flask", 100), ("flask", 1000),
               ("django", 100), ("django", 1000), ("pipelined", 100), ("static13k", 100),
               ("static1m", 100)]
+THREAD_CASES = [(w, c) for w in THREAD_WORKLOADS for c in (100, 512)]
+FULL_CASES += THREAD_CASES
+QUICK_THREAD_CASES = [("longio", 100), ("fortunes", 100)]
 QUICK_CASES = [("hello", 100), ("pipelined", 100), ("1m", 1000), ("bottle", 100), ("flask", 100),
-               ("django", 100), ("static13k", 100), ("static1m", 100)]
+               ("django", 100), ("static13k", 100), ("static1m", 100)] + QUICK_THREAD_CASES
 AB_CONNS = 100  # ab -c, whatever the case's connections: the issue's "ab -n 50000 -c 100 -r"
+DEFAULT_THREADS = 32
 
 
 def case_name(workload, conns):
@@ -106,13 +148,15 @@ def free_port():
 
 
 class Running:
-    def __init__(self, server, workload, idle, workdir, logdir, tag):
+    def __init__(self, server, workload, idle, workdir, logdir, tag, threads, env=None):
         self.server = server
         self.port = free_port()
         static = os.path.join(workdir, "data") if workload.static else None
-        argv = server.argv(workload.app, self.port, idle, workdir, static)
+        argv = server.argv(workload.app, self.port, idle, workdir, server.thread_count(threads),
+                           static)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, server.root]),
-                   BENCH_FILE=os.path.join(workdir, "data", "file"), PYTHONDONTWRITEBYTECODE="1")
+                   BENCH_FILE=os.path.join(workdir, "data", "file"), PYTHONDONTWRITEBYTECODE="1",
+                   **(env or {}))
         self.logpath = os.path.join(logdir, "%s.log" % tag)
         self.logfile = open(self.logpath, "ab")
         self.logfile.write(("$ %s\n" % " ".join(argv)).encode())
@@ -207,7 +251,7 @@ def verify(port, workload, server):
         return "unexpected body %r" % body[:80]
     if workload.body_len is not None and len(body) != workload.body_len:
         return "body of %d bytes, expected %d" % (len(body), workload.body_len)
-    return None
+    return workload.check(body) if workload.check else None
 
 
 def _verify_pipelined(port, depth):
@@ -235,20 +279,32 @@ def wrk(port, workload, conns, duration, scriptdir):
            "http://127.0.0.1:%d%s" % (port, workload.path)]
     if workload.lua_args:
         cmd += ["--"] + workload.lua_args
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          timeout=duration + workload.timeout + 60).stdout.decode(errors="replace")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"^BENCHJSON (.*)$", out, re.M)
     if not match:
         raise RuntimeError("wrk printed no summary:\n" + out[-2000:])
-    return json.loads(match.group(1)), out
+    stats = json.loads(match.group(1))
+    # wrk's own CPU time (the runner's only child that ends meanwhile): with PostgreSQL's, what
+    # one request costs the client's CPU, whatever else runs there.
+    stats["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return stats, out
 
 
-def measure(running, workload, conns, duration, warmup, scriptdir):
+def measure(running, workload, conns, duration, warmup, scriptdir, db_pid=None):
     if warmup:
         wrk(running.port, workload, conns, warmup, scriptdir)
     cpu0 = procstat.cpu_seconds(running.pid)
+    db0 = procstat.cpu_seconds(db_pid) if db_pid else 0.0
+    client0 = procstat.cpu_ticks(CLIENT_CPU)
+    server0, wall0 = procstat.cpu_ticks(SERVER_CPU), time.monotonic()
     stats, out = wrk(running.port, workload, conns, duration, scriptdir)
     cpu1 = procstat.cpu_seconds(running.pid)
+    db1 = procstat.cpu_seconds(db_pid) if db_pid else 0.0
+    client1 = procstat.cpu_ticks(CLIENT_CPU)
+    server1, wall1 = procstat.cpu_ticks(SERVER_CPU), time.monotonic()
     seconds = stats["duration_us"] / 1e6
     requests = stats["requests"]
     errors = sum(stats[k] for k in ("connect", "read", "write", "timeout", "status"))
@@ -260,6 +316,16 @@ def measure(running, workload, conns, duration, warmup, scriptdir):
         "error_detail": {k: stats[k] for k in ("connect", "read", "write", "timeout", "status")},
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_us_per_req": (cpu1 - cpu0) / requests * 1e6 if requests else None,
+        # PostgreSQL's share (on the client's CPU), and how busy that CPU was: near 100 %, wrk
+        # and the database, not the server, set the pace.
+        "db_cpu_us_per_req": (db1 - db0) / requests * 1e6 if db_pid and requests else None,
+        "client_cpu_busy": ((client1[0] - client0[0]) / (client1[1] - client0[1])
+                            if client1[1] > client0[1] else None),
+        "client_cpu_us_per_req": stats["cpu_s"] / requests * 1e6 if requests else None,
+        # The server's CPU kept busy by anyone else (the machine is shared): a disturbed run.
+        "server_cpu_others": (max(0.0, (server1[0] - server0[0]) / (server1[1] - server0[1])
+                                  - (cpu1 - cpu0) / (wall1 - wall0))
+                              if server1[1] > server0[1] else None),
         # Large responses at 1000 connections: few finish within a run, but every byte counts.
         "cpu_us_per_mb": (cpu1 - cpu0) * 1e6 / (stats["bytes"] / MB) if stats["bytes"] else None,
         "peak_rss_kb": procstat.memory_kb(running.pid, "VmHWM"),
@@ -329,7 +395,7 @@ def inventory():
     tools = {"wrk": _command_output(["wrk", "-v"]), "python": platform.python_version()}
     if tools["wrk"]:
         tools["wrk"] = tools["wrk"].split()[1]  # "wrk 4.1.0 [epoll] Copyright ..."
-    for pkg in ("bottle", "flask", "django", "matplotlib"):
+    for pkg in ("bottle", "flask", "django", "matplotlib", "psycopg", "psycopg-binary"):
         try:
             tools[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -360,7 +426,9 @@ def machine():
 
 def summarize(runs, by="case", keys=("rps", "mb_per_s", "p50_ms", "p99_ms", "errors",
                                      "cpu_us_per_req", "cpu_us_per_mb", "peak_rss_kb",
-                                     "peak_rss_largest_kb", "pss_kb")):
+                                     "peak_rss_largest_kb", "pss_kb", "db_cpu_us_per_req",
+                                     "client_cpu_busy", "client_cpu_us_per_req",
+                                     "server_cpu_others")):
     """Medians over the repeats of each (server, the runs' ``by``) of ``keys`` (None: every key
     the results have); "failed" when no repeat gave a result."""
     groups = {}
@@ -405,12 +473,27 @@ def make_scripts(scriptdir):
             f.write(head + "\n" + tail)
 
 
-def measured_run(server, workload, workdir, logdir, tag, check, measure_run):
-    """Start ``server`` for ``workload``, wait until it answers, ``check(running)`` (None, or why
-    the answer is wrong), then ``measure_run(running)``; always stop it.  Returns the run's
-    "result" (and "server_died") or its "failure"."""
+def start_database(cluster, results):
+    """Start the cluster; the environment that gives the apps its address, or why it failed."""
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        log("database workloads fail: %s" % exc)
+        results["postgres"] = {"failure": str(exc)}
+        return {"failure": str(exc)}
+    version = _command_output([os.path.join(cluster.bindir, "postgres"), "--version"])
+    results["postgres"] = {"version": version, "cpu": cluster.cpu}
+    log("%s on CPU %s, socket in %s" % (version, cluster.cpu, cluster.dir))
+    return {"env": {"BENCH_PG": cluster.conninfo}, "pid": cluster.proc.pid}
+
+
+def measured_run(server, workload, workdir, logdir, tag, check, measure_run, threads, env=None):
+    """Start ``server`` for ``workload`` (``threads``: the pool variants' size; ``env``: more
+    environment), wait until it answers, ``check(running)`` (None, or why the answer is wrong),
+    then ``measure_run(running)``; always stop it.  Returns the run's "result" (and
+    "server_died") or its "failure"."""
     record = {}
-    running = Running(server, workload, 0, workdir, logdir, tag)
+    running = Running(server, workload, 0, workdir, logdir, tag, threads, env)
     try:
         why = running.wait_ready() or check(running)
         if why is None:
@@ -426,7 +509,7 @@ def measured_run(server, workload, workdir, logdir, tag, check, measure_run):
     return record
 
 
-def run_matrix(args, servers, cases, workdir, logdir, results, save):
+def run_matrix(args, servers, cases, workdir, logdir, results, save, db):
     scriptdir = os.path.join(workdir, "lua")
     os.makedirs(scriptdir, exist_ok=True)
     make_scripts(scriptdir)
@@ -444,6 +527,8 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save):
                 key = (server.name, workload_name)
                 record = {"server": server.name, "case": case, "workload": workload_name,
                           "conns": conns, "repeat": repeat}
+                if workload.uses_db and db.get("failure"):
+                    verified[key] = db["failure"]
                 if verified.get(key, None) not in (None, True):
                     record["failure"] = verified[key]
                     results["runs"].append(record)
@@ -459,14 +544,23 @@ def run_matrix(args, servers, cases, workdir, logdir, results, save):
                 record.update(measured_run(
                     server, workload, workdir, logdir, "%s_%s_r%d" % (server.name, case, repeat),
                     check, lambda running: measure(running, workload, conns, args.duration,
-                                                   args.warmup, scriptdir)))
+                                                   args.warmup, scriptdir,
+                                                   db.get("pid") if workload.uses_db else None),
+                    args.threads, db.get("env") if workload.uses_db else None))
                 results["runs"].append(record)
                 r = record.get("result")
                 if r:
                     log("%3d/%d %-16s %-18s %9.0f req/s  p99 %8.2f ms  %6.1f us/req  "
-                        "%7.1f MB peak  %d errors%s" % (
+                        "%7.1f MB peak  %d errors%s%s%s" % (
                             done, total, server.name, case, r["rps"], r["p99_ms"],
                             r["cpu_us_per_req"] or 0, r["peak_rss_kb"] / 1024, r["errors"],
+                            "  (wrk %.1f + db %.1f us/req, CPU %s %.0f %% busy)" % (
+                                r["client_cpu_us_per_req"], r["db_cpu_us_per_req"], CLIENT_CPU,
+                                100 * r["client_cpu_busy"])
+                            if r["db_cpu_us_per_req"] is not None else "",
+                            "  (others on CPU %s: %.0f %%)" % (SERVER_CPU,
+                                                                100 * r["server_cpu_others"])
+                            if (r.get("server_cpu_others") or 0) >= 0.02 else "",
                             "  SERVER DIED" if record.get("server_died") else ""))
                 else:
                     log("%3d/%d %-16s %-18s FAILED: %s" % (done, total, server.name, case,
@@ -521,7 +615,8 @@ def run_ab(args, servers, cases, workdir, logdir, results, save):
                 record.update(measured_run(
                     server, workload, workdir, logdir, "%s_ab_%s_r%d" % (server.name, name, repeat),
                     lambda running: verify(running.port, workload, server),
-                    lambda running: measure_ab(running, workload, args.ab_requests)))
+                    lambda running: measure_ab(running, workload, args.ab_requests),
+                    args.threads))
                 results["ab"].append(record)
                 r = record.get("result")
                 if r:
@@ -537,10 +632,13 @@ def run_ab(args, servers, cases, workdir, logdir, results, save):
 def run_saturate(args, servers, workdir, logdir, results, save):
     script = os.path.join(HERE, "saturate")
     for server in servers:
+        if server.threads is not None:
+            continue  # the pool variants: the connection flood is the loop's business
         entry = {}
         for mode in ("idle", "slowloris"):
             tag = "%s_saturate_%s" % (server.name, mode)
-            running = Running(server, WORKLOADS["hello"], args.idle_timeout, workdir, logdir, tag)
+            running = Running(server, WORKLOADS["hello"], args.idle_timeout, workdir, logdir, tag,
+                              args.threads)
             try:
                 why = running.wait_ready()
                 if why:
@@ -570,7 +668,7 @@ def run_saturate(args, servers, workdir, logdir, results, save):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="3 s runs, 1 repeat, the target workloads only (about 10 minutes)")
+                        help="3 s runs, 1 repeat, the target workloads only (about 11 minutes)")
     parser.add_argument("--servers", help="comma-separated subset (default: all installed)")
     parser.add_argument("--cases", type=lambda s: [parse_case(c) for c in s.split(",")],
                         help="comma-separated WORKLOAD@CONNS, e.g. hello@100,1m@1000")
@@ -588,8 +686,20 @@ def main(argv=None):
                         help="ab -n for the static workloads among the cases [50000]")
     parser.add_argument("--no-ab", action="store_true", help="skip ab on the static workloads")
     parser.add_argument("--out", help="results name (results/NAME.json) [quick or full]")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="app threads of the pool variants (aiowsgi-threads, granian-threads, "
+                        "gunicorn-gthread, waitress-threads) [%d]" % DEFAULT_THREADS)
+    parser.add_argument("--threads-only", action="store_true",
+                        help="only the thread-pool comparison: aiowsgi and the pool variants, "
+                        "hello@100 and the workloads that wait, no saturation")
     args = parser.parse_args(argv)
     quick = args.quick
+    if args.threads_only:
+        args.no_saturate = True
+        args.servers = args.servers or ",".join(
+            ["aiowsgi"] + [s.name for s in SERVERS if s.threads is not None])
+        args.cases = args.cases or [("hello", 100)] + (QUICK_THREAD_CASES if quick
+                                                        else THREAD_CASES)
     args.duration = args.duration or (3 if quick else 10)
     args.warmup = 1 if args.warmup is None and quick else (2 if args.warmup is None else args.warmup)
     args.repeats = args.repeats or (1 if quick else 3)
@@ -619,7 +729,7 @@ def main(argv=None):
         "versions": versions, "unavailable": unavailable,
         "config": {"duration_s": args.duration, "warmup_s": args.warmup,
                    "repeats": args.repeats, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU,
-                   "cases": [case_name(w, c) for w, c in cases],
+                   "cases": [case_name(w, c) for w, c in cases], "threads": args.threads,
                    "servers": [s.name for s in servers],
                    "saturate_conns": args.saturate_conns, "slow_hold_s": args.slow_hold,
                    "ab_requests": args.ab_requests, "ab_conns": AB_CONNS},
@@ -637,11 +747,18 @@ def main(argv=None):
     log("servers: %s; %d cases x %d repeats, %d s each; logs in %s" % (
         ", ".join(s.name for s in servers), len(cases), args.repeats, args.duration, logdir))
     interrupted = False
+    cluster = None
+    if not args.no_matrix and any(WORKLOADS[w].uses_db for w, _ in cases):
+        # PostgreSQL shares wrk's CPU: the server's stays its own.  Each server opens one
+        # connection per app thread.
+        cluster = pg.Cluster(CLIENT_CPU, 2 * args.threads + 20,
+                             os.path.join(logdir, "postgres.log"))
     with tempfile.TemporaryDirectory(prefix="aiowsgi-bench-") as workdir:
         make_data(workdir)
         try:
             if not args.no_matrix:
-                run_matrix(args, servers, cases, workdir, logdir, results, save)
+                db = start_database(cluster, results) if cluster else {}
+                run_matrix(args, servers, cases, workdir, logdir, results, save, db)
             if not args.no_ab:
                 run_ab(args, servers, cases, workdir, logdir, results, save)
             if not args.no_saturate:
@@ -651,6 +768,8 @@ def main(argv=None):
             log("interrupted: stopping servers, writing what was measured")
         finally:
             stop_all()
+            if cluster:
+                cluster.stop()
     results["finished"] = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     results["interrupted"] = interrupted
     save()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the benchmark needs on Debian 12 (as root): wrk, ab, nginx and libev-dev from Debian,
-# the peers into bench/.venv, and builds aiowsgi in place.  A peer that fails to install is written
-# to bench/.venv/install-failures.json and the runner records it as unavailable.
+# Installs what the benchmark needs on Debian 12 (as root): wrk, ab, nginx, libev-dev and PostgreSQL
+# from Debian, the peers and psycopg into bench/.venv, and builds aiowsgi in place.  A peer that
+# fails to install is written to bench/.venv/install-failures.json and the runner records it as
+# unavailable.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -18,6 +19,8 @@ if command -v apt-get >/dev/null 2>&1; then
     [ -f /usr/include/ev.h ] || missing="$missing libev-dev"
     command -v taskset >/dev/null || missing="$missing util-linux"
     command -v cc >/dev/null || missing="$missing build-essential"
+    # The database workloads start their own throw-away cluster (bench/pg.py) with Debian's binaries.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
     # Debian's own python3 needs these for venvs and for the peers' C extensions.
     "$PYTHON" -c "import ensurepip" 2>/dev/null || missing="$missing python3-venv"
     "$PYTHON" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
@@ -27,9 +30,10 @@ if command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq || exit 1
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || exit 1
     fi
-    # nginx's package may start a system instance on port 80; the benchmark runs its own.
+    # nginx's and postgresql's packages may start system instances (port 80, 5432); the benchmark
+    # runs its own.
 else
-    say "not Debian: install wrk, ab (ApacheBench), nginx and libev headers yourself"
+    say "not Debian: install wrk, ab (ApacheBench), nginx, libev headers and PostgreSQL yourself"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -55,7 +59,9 @@ PY
 }
 
 log="$(mktemp)"
-for pkg in matplotlib bottle flask django gunicorn gevent waitress bjoern fastwsgi granian uwsgi meinheld; do
+# psycopg[binary]: psycopg 3 with its C implementation and its own libpq.
+for pkg in matplotlib bottle flask django "psycopg[binary]" gunicorn gevent waitress bjoern fastwsgi \
+        granian uwsgi meinheld; do
     if ! $PIP install -q "$pkg" >"$log" 2>&1; then
         if [ "$pkg" = meinheld ] && $PIP install -q --no-deps meinheld >>"$log" 2>&1; then
             # meinheld pins greenlet<0.5, which no longer builds; its server runs without it.

@@ -593,17 +593,21 @@ static int request_done(aw_conn_t *c)
 }
 
 /* The app's turn, where the app runs (the GIL held): pull the response until it is done or
- * must wait for the loop. An iterator's item is sent before the next is pulled: a pool's thread
- * writes it at once (it owns the connection); the loop's thread leaves it for the turn's writes
- * (AW_PUMP_FLUSH), so that the answers of one turn reach their clients together, not one wake-up
- * of the client each. A finished or cut request's Python side is done here: close() of the
- * iterable, the access log, the references. */
+ * must wait for the loop. An iterator's item is sent before the next is pulled (PEP 3333: the
+ * app may take its time making the next): a pool's thread writes it at once (it owns the
+ * connection), unless it completes the body its Content-Length announced (the next pull can
+ * only end the iterator, and the answer then goes out with the pool's others); the loop's
+ * thread leaves it for the turn's writes (AW_PUMP_FLUSH), so that the answers of one turn reach
+ * their clients together, not one wake-up of the client each. A finished or cut request's
+ * Python side is done here: close() of the iterable, the access log, the references. */
 static aw_pump_t app_turn(aw_conn_t *c)
 {
     aw_pump_t o;
     while ((o = aw_wsgi_pump(c)) == AW_PUMP_FLUSH) {
         if (!c->worker)
             return o; /* the loop sends it with the turn's writes, then pulls again */
+        if (aw_response_body_complete(&c->resp))
+            continue; /* (frameworks' responses: one item from an iterator, Content-Length) */
         if (flush(c) < 0) {
             o = AW_PUMP_ABORT;
             break;
@@ -671,7 +675,7 @@ void aw_conn_run_job(void *server, aw_job_t *job, aw_worker_t *w)
     c->outcome = app_turn(c);
     c->worker = NULL;
     if (c->outcome == AW_PUMP_DONE && aw_out_pending(&c->out))
-        aw_worker_hold(w, job); /* its answer goes out with the thread's next ones */
+        aw_worker_hold(w, job); /* its answer goes out with the pool's next ones */
     else
         aw_conn_finish_job(s, job, w);
 }

@@ -484,3 +484,9 @@ unsigned long long aw_response_body_bytes(const aw_resp_t *r)
 {
     return r->body_bytes;
 }
+
+/* The app has produced every byte its Content-Length announced: nothing more may follow. */
+int aw_response_body_complete(const aw_resp_t *r)
+{
+    return r->content_length >= 0 && r->body_bytes >= (unsigned long long)r->content_length;
+}

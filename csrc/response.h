@@ -51,6 +51,7 @@ int aw_response_headers_sent(const aw_resp_t *r);
 int aw_response_status(const aw_resp_t *r);
 int aw_response_must_close(const aw_resp_t *r);
 unsigned long long aw_response_body_bytes(const aw_resp_t *r);
+int aw_response_body_complete(const aw_resp_t *r);
 
 int aw_status_table_export(PyObject *dict);
 size_t aw_format_date(time_t t, char out[AW_DATE_MAX]);

@@ -81,12 +81,18 @@ static void job_ended(aw_threads_t *t)
 
 static void wake_loop(aw_threads_t *t);
 
-/* The answers this thread held go out one after the other (a client woken once gets them
- * all), and their connections go back to the loop. */
-static void release_held(aw_threads_t *t, aw_worker_t *w)
+/* With the GIL: the held answers go out one after the other (a client woken once gets them
+ * all), and their connections go back to the loop; unless all is 0 and the oldest was held
+ * less than AW_HOLD_NS ago. Whichever thread finds them due sends every thread's. */
+static void release_held(aw_threads_t *t, aw_worker_t *w, int all)
 {
-    aw_job_t *job = w->held;
-    w->held = w->held_tail = NULL;
+    pthread_mutex_lock(&t->lock);
+    aw_job_t *job = NULL;
+    if (t->held && (all || aw_threads_now_ns() - t->held_since >= AW_HOLD_NS)) {
+        job = t->held;
+        t->held = t->held_tail = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
     while (job) {
         aw_job_t *next = job->next;
         t->finish(t->ctx, job, w);
@@ -107,10 +113,9 @@ static void *thread_main(void *arg)
             aw_threads_drain(t);
             t->run(t->ctx, job, w);
             job_ended(t);
-            if (w->held && aw_threads_now_ns() - w->held_since > AW_HOLD_NS)
-                release_held(t, w);
+            release_held(t, w, 0);
         }
-        release_held(t, w);
+        release_held(t, w, 1);
         wake_loop(t);
         ts = PyEval_SaveThread();
     }
@@ -141,17 +146,23 @@ static void wake_loop(aw_threads_t *t)
         aw_loop_wake(t->loop);
 }
 
-/* A done job whose answer goes out with the others this thread finishes in a row (at most
- * AW_HOLD_NS later): written one by one, as they are made, every answer costs its client a
- * wake-up. */
+/* A done job whose answer goes out with the others the pool's threads finish meanwhile: sent
+ * by the first thread that ends a job once the oldest waited AW_HOLD_NS, or runs out of jobs,
+ * and by the loop when every thread is still in a long job then (aw_threads_completed). Written
+ * one by one, as they are made, every answer costs its client (wrk, a proxy) a wake-up. One
+ * list for the pool, not one per thread: threads that each wait on a database finish a job or
+ * two each per millisecond, and their answers would go out in as many small bursts. */
 void aw_worker_hold(aw_worker_t *w, aw_job_t *job)
 {
+    aw_threads_t *t = w->pool;
     job->next = NULL;
-    if (w->held_tail)
-        w->held_tail->next = job;
+    pthread_mutex_lock(&t->lock);
+    if (t->held_tail)
+        t->held_tail->next = job;
     else
-        w->held = job, w->held_since = aw_threads_now_ns();
-    w->held_tail = job;
+        t->held = job, t->held_since = aw_threads_now_ns();
+    t->held_tail = job;
+    pthread_mutex_unlock(&t->lock);
 }
 
 /* This thread's "Date: ...\r\n", formatted again when the second changes. */
@@ -245,19 +256,31 @@ long long aw_threads_tick(aw_threads_t *t)
     }
     if (t->active > 0 && (wait < 0 || wait > AW_TAKE_BACK_NS))
         wait = AW_TAKE_BACK_NS;
+    if (t->held) { /* when they are due, should no thread send them first */
+        long long due = t->held_since + AW_HOLD_NS - aw_threads_now_ns();
+        due = due > 0 ? due : 0;
+        if (wait < 0 || wait > due)
+            wait = due;
+    }
     pthread_mutex_unlock(&t->lock);
     return wait;
 }
 
-/* The jobs handed back since the last call, oldest first. */
+/* The jobs handed back since the last call, oldest first; then the held ones, if they waited
+ * AW_HOLD_NS and no thread has sent them (every thread is in a job that lasts): the loop sends
+ * those answers itself. */
 aw_job_t *aw_threads_completed(aw_threads_t *t)
 {
     pthread_mutex_lock(&t->lock);
-    aw_job_t *list = t->done;
+    aw_job_t *list = t->done, *late = NULL;
     t->done = NULL;
     t->wake_pending = 0;
+    if (t->held && aw_threads_now_ns() - t->held_since >= AW_HOLD_NS) {
+        late = t->held;
+        t->held = t->held_tail = NULL;
+    }
     pthread_mutex_unlock(&t->lock);
-    aw_job_t *ordered = NULL;
+    aw_job_t *ordered = late;
     while (list) {
         aw_job_t *next = list->next;
         list->next = ordered;

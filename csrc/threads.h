@@ -16,7 +16,7 @@
 
 #define AW_HANDOFF_NS 200000 /* a job waits while every running job is this old: wake a thread */
 #define AW_TAKE_BACK_NS 1000000 /* while threads run jobs, the loop takes back at least this often */
-#define AW_HOLD_NS 1000000   /* a thread's held answers wait at most this for the others */
+#define AW_HOLD_NS 1000000   /* held answers wait at most this for the others */
 
 /* Embedded in what is handed over (a connection). */
 typedef struct aw_job {
@@ -31,8 +31,6 @@ typedef struct aw_worker {
     long long job_since;     /* atomic: when its current job began (ns), 0 between jobs */
     pthread_t tid;
     int started;
-    aw_job_t *held, *held_tail; /* done jobs whose answers go out together (aw_worker_hold) */
-    long long held_since;
     char date[AW_DATE_MAX];  /* its own "Date: ...\r\n", refreshed each second */
     size_t date_len;
     time_t date_sec;
@@ -54,6 +52,8 @@ typedef struct aw_threads {
     pthread_cond_t work;        /* a job was queued, or the pool stops */
     aw_job_t *head, *tail;      /* queued, in order */
     int queued;                 /* jobs in the queue (atomic reads from the loop) */
+    aw_job_t *held, *held_tail; /* done jobs whose answers go out together (aw_worker_hold) */
+    long long held_since;       /* when the oldest of them was held */
     aw_job_t *done;             /* handed back, not yet taken by the loop (newest first) */
     int wake_pending;           /* the loop was woken for done jobs and has not taken them */
     aw_deferred_t *deferred;    /* references to drop with the GIL */

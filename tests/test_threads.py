@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.client import build_request, timed_request
 from tests.support.server import ROUTER, RSS_MEANINGFUL, Launcher, unique_id
-from tests.support.waits import wait_for
+from tests.support.waits import scaled, wait_for
 
 
 @pytest.fixture
@@ -102,6 +102,33 @@ def test_pipelined_requests_are_answered_in_order_by_a_pool(launch):
     with srv.client() as c:
         c.send(batch)
         assert [c.read_response().body for _ in idents] == [i.encode() for i in idents]
+
+
+def test_a_finished_answer_goes_out_while_every_thread_is_in_a_long_call(launch, tmp_path):
+    """A thread holds a finished answer a moment, to send it with the next ones, and then takes
+    the next request; when that call and every other thread's last long, the loop sends the
+    answer itself (it once waited for the thread's next call to end)."""
+    srv = launch.apps(ROUTER, threads=2)
+    long_gate, short_gate = tmp_path / "long", tmp_path / "short"
+    first, short, second = unique_id(), unique_id(), unique_id()
+    clients = {i: srv.client() for i in (first, short, second)}
+    clients[first].request("GET", gate_target(first, long_gate))
+    assert wait_for(lambda: entered(srv, first), timeout=5)
+    clients[short].request("GET", gate_target(short, short_gate))
+    assert wait_for(lambda: entered(srv, short), timeout=5)
+    clients[second].request("GET", gate_target(second, long_gate))  # queued: both threads busy
+    time.sleep(0.2)
+    assert not entered(srv, second)
+    short_gate.touch()  # the short call ends; its thread goes on with the second long one
+    assert wait_for(lambda: entered(srv, second), timeout=5)
+    start = time.monotonic()
+    assert clients[short].read_response().body == short.encode()
+    assert time.monotonic() - start < scaled(1.0)
+    long_gate.touch()
+    for ident in (first, second):
+        assert clients[ident].read_response().body == ident.encode()
+    for c in clients.values():
+        c.close()
 
 
 def test_write_on_an_app_thread_waits_for_a_reader_instead_of_buffering(launch):

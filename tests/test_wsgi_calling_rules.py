@@ -2,6 +2,8 @@
 iterable's ``close()``, called exactly once however the response ends, observed from inside
 the server process through the apps' events (tests/support/apps.py ``record``)."""
 
+import time
+
 import pytest
 
 from tests.support.server import assert_still_serving, unique_id
@@ -33,6 +35,25 @@ def test_exc_info_after_the_body_started_is_reraised(server, app, first, error):
     assert server.wait_event(ident, "reraised")
     assert server.events(ident) == [["reraised", error]]
     assert_still_serving(server)
+
+
+def test_a_block_is_sent_before_the_app_is_asked_for_the_next(server, tmp_path):
+    """PEP 3333: a yielded block goes out before the next is asked for, since the app may take
+    its time making it; even with a Content-Length, only the block that completes the body may
+    wait for the iterator's end."""
+    gate, ident = tmp_path / "open", unique_id()
+    with server.client() as c:
+        start = time.monotonic()
+        c.request("GET", "/gated_stream/?id=%s&open=%s" % (ident, gate))
+        assert c.read_head().status == 200
+        assert c.read_exact(len(b"first;")) == b"first;"
+        # while the app waits for the gate (which gives up after 10 s)
+        assert time.monotonic() - start < 9
+        assert server.wait_event(ident, "waiting")
+        gate.touch()
+        assert c.read_exact(len(ident)) == ident.encode()
+        c.request("GET", "/hello/")
+        assert c.read_response().status == 200
 
 
 def test_start_response_twice_without_exc_info_is_an_error(server):

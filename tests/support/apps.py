@@ -596,6 +596,25 @@ def gate(environ, start_response):
     return [body]
 
 
+def gated_stream(environ, start_response):
+    """A generator with a Content-Length: yields ``first;``, records ``waiting``, waits (bounded
+    at 10 s) until the file ``?open=`` exists, then yields ``?id=``."""
+    ident, path = q1(environ, "id", ""), q1(environ, "open", "")
+    body = [b"first;", ident.encode()]
+
+    def generate():
+        yield body[0]
+        record(ident, "waiting")
+        deadline = time.monotonic() + 10
+        while path and not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield body[1]
+
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(sum(map(len, body))))])
+    return generate()
+
+
 def write_flood(environ, start_response):
     """``write()`` ``?mib=`` pieces of 1 MiB, recording ``wrote N`` after each."""
     ident = q1(environ, "id", "")
@@ -900,7 +919,8 @@ ROUTES = {
     "scripted": scripted, "stream": stream, "file_wrapper": file_wrapper, "closing": closing,
     "exc_info_before_body": exc_info_before_body, "exc_info_after_body": exc_info_after_body,
     "start_response_twice": start_response_twice, "exc_info_after_write": exc_info_after_write,
-    "write_then_return": write_then_return, "gate": gate, "write_flood": write_flood,
+    "write_then_return": write_then_return, "gate": gate, "gated_stream": gated_stream,
+    "write_flood": write_flood,
     "raise_before_headers": raise_before_headers, "raise_after_start": raise_after_start,
     "raise_in_generator": raise_in_generator, "no_start_response": no_start_response,
     "returns_none": returns_none, "bad_response": bad_response,
