@@ -9,7 +9,7 @@
 #   build      PYTHON's venv module and headers, llhttp, the CA certificates pip needs
 #   test       curl, nginx, prometheus and haproxy, which the tests drive; iproute2 (`ip
 #              netns`, for the test of several hosts); systemd (`systemd-analyze verify` of
-#              the example units)
+#              the example units) and procps (their ExecReload runs /bin/kill)
 #   hardening  clang with libFuzzer, valgrind, Debian's python3-dbg with pytest and setuptools
 # Without apt-get (not Debian), or not root, it names what is missing and fails.
 set -euo pipefail
@@ -49,6 +49,7 @@ check_test() {
   has_tool haproxy || missing+=(haproxy)  # in front of several hosts: tests/test_many_hosts.py
   has_tool ip || missing+=(iproute2)      # their network namespaces, ditto
   has_tool systemd-analyze || missing+=(systemd)  # tests/test_deploy_examples.py
+  [ -x /bin/kill ] || missing+=(procps)  # the unit's ExecReload, which verify checks exists
 }
 
 check_hardening() {
